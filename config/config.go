@@ -1,0 +1,316 @@
+// Package config loads roamtun's configuration file: strict TOML (unknown keys
+// are errors), decoded into a raw form and then validated into typed values.
+// Every problem names the file and line.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/roamtun/roamtun/internal/tomlfile"
+)
+
+// DefaultPath is where the daemon and every subcommand look for the config.
+const DefaultPath = "/etc/roamtun/roamtun.toml"
+
+// DNS backends.
+const (
+	DNSAuto       = "auto"
+	DNSResolved   = "resolved"
+	DNSResolvconf = "resolvconf"
+	DNSFile       = "file"
+)
+
+// IPv6 modes.
+const (
+	IPv6Block  = "block"
+	IPv6Tunnel = "tunnel"
+)
+
+// Sources the watcher knows.
+var knownSources = []string{"nl80211", "networkmanager", "netlink", "dhcp"}
+
+// Config is the validated configuration.
+type Config struct {
+	Path     string
+	Daemon   Daemon
+	Profiles map[string]*Profile
+}
+
+// Daemon is the [daemon] table.
+type Daemon struct {
+	PolicyDir   string
+	StateDir    string
+	Socket      string
+	SocketGroup string
+	DNS         string
+	Sources     []string
+}
+
+// Profile is one [profile.NAME] table: how to reach one server.
+type Profile struct {
+	Name          string
+	Host          string
+	Port          int
+	User          string
+	IdentityFile  string
+	AgentSocket   string
+	KnownHosts    string
+	SSHOptions    []string
+	RemoteCommand string
+	DialCommand   []string
+	Interface     string
+	LocalName     string // CHAP name of this end ("name")
+	RemoteName    string // CHAP name of the far end ("remote_name")
+	Secrets       string
+	RequireCHAP   bool
+	MTU           int
+	Keepalive     time.Duration
+	IPv6          string
+	Lockdown      bool
+	HooksDir      string
+}
+
+// Profile returns the named profile or an error listing the known ones.
+func (c *Config) Profile(name string) (*Profile, error) {
+	if p, ok := c.Profiles[name]; ok {
+		return p, nil
+	}
+	names := make([]string, 0, len(c.Profiles))
+	for n := range c.Profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%s: no profile %q: the file defines no [profile.NAME]", c.Path, name)
+	}
+	return nil, fmt.Errorf("%s: no profile %q (have: %s)", c.Path, name, strings.Join(names, ", "))
+}
+
+type rawConfig struct {
+	Daemon  rawDaemon              `toml:"daemon"`
+	Profile map[string]*rawProfile `toml:"profile"`
+}
+
+type rawDaemon struct {
+	PolicyDir   *string  `toml:"policy_dir"`
+	StateDir    *string  `toml:"state_dir"`
+	Socket      *string  `toml:"socket"`
+	SocketGroup *string  `toml:"socket_group"`
+	DNS         *string  `toml:"dns"`
+	Sources     []string `toml:"sources"`
+}
+
+type rawProfile struct {
+	Host          string   `toml:"host"`
+	Port          *int     `toml:"port"`
+	User          string   `toml:"user"`
+	IdentityFile  string   `toml:"identity_file"`
+	AgentSocket   string   `toml:"agent_socket"`
+	KnownHosts    *string  `toml:"known_hosts"`
+	SSHOptions    []string `toml:"ssh_options"`
+	RemoteCommand *string  `toml:"remote_command"`
+	DialCommand   []string `toml:"dial_command"`
+	Interface     *string  `toml:"interface"`
+	Name          *string  `toml:"name"`
+	RemoteName    *string  `toml:"remote_name"`
+	Secrets       *string  `toml:"secrets"`
+	RequireCHAP   *bool    `toml:"require_chap"`
+	MTU           *int     `toml:"mtu"`
+	Keepalive     *string  `toml:"keepalive"`
+	IPv6          *string  `toml:"ipv6"`
+	Lockdown      *bool    `toml:"lockdown"`
+	HooksDir      *string  `toml:"hooks_dir"`
+}
+
+// Load reads and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates config text that was read from path. All problems are
+// reported at once, one "FILE:LINE: ..." per line (a tomlfile.Errors).
+func Parse(path string, data []byte) (*Config, error) {
+	var raw rawConfig
+	doc, err := tomlfile.Decode(path, data, &raw)
+	if err != nil {
+		return nil, err
+	}
+	var errs tomlfile.Errors
+	c := &Config{Path: path, Profiles: map[string]*Profile{}}
+	c.Daemon = raw.Daemon.validate(doc, &errs)
+	names := make([]string, 0, len(raw.Profile))
+	for n := range raw.Profile {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if p := raw.Profile[n].validate(doc, n, &errs); p != nil {
+			c.Profiles[n] = p
+		}
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return lineOf(errs[i]) < lineOf(errs[j]) })
+		return nil, errs
+	}
+	return c, nil
+}
+
+// lineOf extracts the line number from "FILE:LINE: ..." for sorting.
+func lineOf(err error) int {
+	var line int
+	s := err.Error()
+	if i := strings.Index(s, ":"); i >= 0 {
+		fmt.Sscanf(s[i+1:], "%d", &line)
+	}
+	return line
+}
+
+func or[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func (r rawDaemon) validate(doc *tomlfile.Doc, errs *tomlfile.Errors) Daemon {
+	d := Daemon{
+		PolicyDir:   or(r.PolicyDir, "/etc/roamtun/networks.d"),
+		StateDir:    or(r.StateDir, "/var/lib/roamtun"),
+		Socket:      or(r.Socket, "/run/roamtun/roamtun.sock"),
+		SocketGroup: or(r.SocketGroup, "roamtun"),
+		DNS:         or(r.DNS, DNSAuto),
+		Sources:     r.Sources,
+	}
+	if r.Sources == nil {
+		d.Sources = slices.Clone(knownSources)
+	}
+	key := func(k string) []string { return []string{"daemon", k} }
+	for k, v := range map[string]string{"policy_dir": d.PolicyDir, "state_dir": d.StateDir, "socket": d.Socket} {
+		if !filepath.IsAbs(v) {
+			*errs = append(*errs, doc.Errorf(key(k), "must be an absolute path, not %q", v))
+		}
+	}
+	if !slices.Contains([]string{DNSAuto, DNSResolved, DNSResolvconf, DNSFile}, d.DNS) {
+		*errs = append(*errs, doc.Errorf(key("dns"), "must be one of auto, resolved, resolvconf, file; not %q", d.DNS))
+	}
+	for _, s := range d.Sources {
+		if !slices.Contains(knownSources, s) {
+			*errs = append(*errs, doc.Errorf(key("sources"), "unknown source %q (known: %s)", s, strings.Join(knownSources, ", ")))
+		}
+	}
+	return d
+}
+
+var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+func (r *rawProfile) validate(doc *tomlfile.Doc, name string, errs *tomlfile.Errors) *Profile {
+	if r == nil {
+		return nil
+	}
+	p := &Profile{
+		Name:          name,
+		Host:          r.Host,
+		Port:          or(r.Port, 22),
+		User:          r.User,
+		IdentityFile:  r.IdentityFile,
+		AgentSocket:   r.AgentSocket,
+		KnownHosts:    or(r.KnownHosts, "/etc/roamtun/known_hosts"),
+		SSHOptions:    r.SSHOptions,
+		RemoteCommand: or(r.RemoteCommand, "/usr/sbin/pppd notty passive"),
+		DialCommand:   r.DialCommand,
+		Interface:     or(r.Interface, "roamtun0"),
+		LocalName:     or(r.Name, "client"),
+		RemoteName:    or(r.RemoteName, "server"),
+		Secrets:       or(r.Secrets, "/etc/roamtun/chap-secrets"),
+		RequireCHAP:   or(r.RequireCHAP, true),
+		MTU:           or(r.MTU, 1200),
+		IPv6:          or(r.IPv6, IPv6Block),
+		Lockdown:      or(r.Lockdown, true),
+		HooksDir:      or(r.HooksDir, "/etc/roamtun/hooks.d"),
+	}
+	bad := func(k, format string, args ...any) {
+		*errs = append(*errs, doc.Errorf([]string{"profile", name, k}, format, args...))
+	}
+	ka, err := time.ParseDuration(or(r.Keepalive, "1s"))
+	switch {
+	case err != nil:
+		bad("keepalive", "not a duration (e.g. \"1s\", \"500ms\"): %q", *r.Keepalive)
+	case ka < 100*time.Millisecond || ka > 10*time.Minute:
+		bad("keepalive", "must be between 100ms and 10m, not %s", ka)
+	}
+	p.Keepalive = ka
+	if len(p.DialCommand) == 0 {
+		if p.Host == "" {
+			bad("host", "is required (or set dial_command)")
+		} else if strings.ContainsAny(p.Host, " \t\n'\"") || strings.HasPrefix(p.Host, "-") {
+			bad("host", "not a host name or address: %q", p.Host)
+		}
+		if p.User == "" {
+			bad("user", "is required (or set dial_command)")
+		} else if strings.HasPrefix(p.User, "-") || strings.ContainsAny(p.User, " \t\n@:") {
+			bad("user", "not a user name: %q", p.User)
+		}
+		if p.IdentityFile == "" && p.AgentSocket == "" {
+			bad("identity_file", "is required unless agent_socket is set")
+		}
+	} else if p.DialCommand[0] == "" {
+		bad("dial_command", "the first element (the program) is empty")
+	}
+	if p.Port < 1 || p.Port > 65535 {
+		bad("port", "must be 1..65535, not %d", p.Port)
+	}
+	for _, f := range []struct{ k, v string }{{"identity_file", p.IdentityFile}, {"agent_socket", p.AgentSocket},
+		{"known_hosts", p.KnownHosts}, {"secrets", p.Secrets}, {"hooks_dir", p.HooksDir}} {
+		if f.v != "" && !filepath.IsAbs(f.v) {
+			bad(f.k, "must be an absolute path, not %q", f.v)
+		}
+	}
+	for _, o := range p.SSHOptions {
+		if k, _, ok := strings.Cut(o, "="); !ok || k == "" || strings.ContainsAny(k, " \t") {
+			bad("ssh_options", "%q is not Key=Value (as for ssh -o)", o)
+		} else if strings.EqualFold(k, "StrictHostKeyChecking") && !strings.EqualFold(strings.TrimPrefix(o, k+"="), "yes") {
+			bad("ssh_options", "%q: host keys are always pinned; StrictHostKeyChecking cannot be relaxed", o)
+		}
+	}
+	if !ifnameRE.MatchString(p.Interface) {
+		bad("interface", "not a valid interface name (1-15 of A-Z a-z 0-9 _ . -): %q", p.Interface)
+	}
+	if p.LocalName == "" {
+		bad("name", "must not be empty")
+	}
+	if p.RemoteName == "" {
+		bad("remote_name", "must not be empty")
+	}
+	if p.MTU < 576 || p.MTU > 16384 {
+		bad("mtu", "must be 576..16384, not %d", p.MTU)
+	}
+	if p.IPv6 != IPv6Block && p.IPv6 != IPv6Tunnel {
+		bad("ipv6", "must be \"block\" or \"tunnel\", not %q", p.IPv6)
+	}
+	return p
+}
+
+// ParseAddr is netip.ParseAddr with an error that names what was expected.
+func ParseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("not an IP address: %q", s)
+	}
+	return a, nil
+}
+
+// IsNotExist reports whether err means the config file is missing.
+func IsNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
