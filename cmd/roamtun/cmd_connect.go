@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/tunnel"
+	"github.com/roamtun/roamtun/tunnel/ppp"
+)
+
+var connectCmd = &command{
+	name:  "connect",
+	usage: "[--config FILE] PROFILE",
+	help:  "run one tunnel in the foreground; SIGINT/SIGTERM ends it cleanly",
+}
+
+func init() {
+	connectCmd.run = runConnect
+	register(connectCmd)
+}
+
+func runConnect(e *env, args []string) error {
+	fs, cfgPath := newFlags(e, connectCmd)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want exactly one PROFILE")
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	p, err := cfg.Profile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	lc, err := linkConfig(p, e)
+	if err != nil {
+		return err
+	}
+	argv, env, prefix := p.DialCommand, []string(nil), "dial"
+	if len(argv) == 0 {
+		argv, env = tunnel.SSHCommand(p)
+		prefix = "ssh"
+	}
+	start := time.Now()
+	cmd, err := tunnel.StartCommand(argv, env, e.log, prefix)
+	if err != nil {
+		return err
+	}
+	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
+		Stream: cmd, Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log,
+		OnUp: func(s ppp.Session, ifname string) {
+			fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s\n", ifname, s.LocalIP, s.PeerIP,
+				joinAddrs(s.DNS), s.MTU, time.Since(start).Round(time.Millisecond))
+		},
+	})
+	cmd.Close()
+	if errors.Is(err, ppp.ErrClosed) {
+		return nil // we were asked to stop
+	}
+	// The stream ended: ssh's (or the dial command's) own words say why.
+	if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
+		if cerr := tunnel.ClassifySSH(cmd.Stderr()); cerr != nil {
+			return cerr
+		}
+		if xerr := cmd.ExitError(); xerr != nil {
+			return xerr
+		}
+	}
+	return err
+}
+
+// linkConfig is the client end of a profile's link.
+func linkConfig(p *config.Profile, e *env) (ppp.Config, error) {
+	lc := ppp.Config{LocalName: p.LocalName, RemoteName: p.RemoteName, RequireCHAP: p.RequireCHAP,
+		MRU: p.MTU, EchoInterval: p.Keepalive, EchoFailures: 3, RequestDNS: true,
+		IPv6: p.IPv6 == config.IPv6Tunnel, Logger: e.log}
+	s, err := ppp.LoadSecrets(p.Secrets)
+	switch {
+	case err == nil:
+		lc.Secrets = s
+		if s.TooOpen() {
+			e.log.Warn("secrets file is readable by group or others", "file", p.Secrets)
+		}
+	case errors.Is(err, os.ErrNotExist) && !p.RequireCHAP:
+		lc.RefuseAuth = true
+	default:
+		return lc, fmt.Errorf("profile %s: %w", p.Name, err)
+	}
+	return lc, nil
+}
+
+func joinAddrs(as []netip.Addr) string {
+	if len(as) == 0 {
+		return "none"
+	}
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/roamtun/roamtun/tunnel"
+	"github.com/roamtun/roamtun/tunnel/ppp"
+)
+
+var serveCmd = &command{
+	name:  "serve",
+	usage: "--local IP --peer IP [--dns IP[,IP]] [--name NAME] [--secrets FILE] [--require-chap] [--mtu N] [--interface NAME]",
+	help:  "be the far end of a link on stdin/stdout (an ssh forced command)",
+}
+
+func init() {
+	serveCmd.run = runServe
+	register(serveCmd)
+}
+
+// stdio is the PPP stream of a forced command: stdin and stdout.
+type stdio struct {
+	in  io.ReadCloser
+	out io.WriteCloser
+}
+
+func (s stdio) Read(p []byte) (int, error)  { return s.in.Read(p) }
+func (s stdio) Write(p []byte) (int, error) { return s.out.Write(p) }
+func (s stdio) Close() error                { s.out.Close(); return s.in.Close() }
+
+func runServe(e *env, args []string) error {
+	fs, _ := newFlags(e, serveCmd)
+	local := fs.String("local", "", "our address on the link (`IP`)")
+	peer := fs.String("peer", "", "the address to assign to the far end (`IP`)")
+	dns := fs.String("dns", "", "DNS servers to offer, comma-separated (`IP[,IP]`)")
+	name := fs.String("name", "server", "our CHAP `NAME`")
+	secrets := fs.String("secrets", "/etc/ppp/chap-secrets", "chap-secrets `FILE`")
+	requireCHAP := fs.Bool("require-chap", false, "the far end must authenticate with CHAP")
+	mtu := fs.Int("mtu", 1200, "MTU/MRU of the link")
+	ifname := fs.String("interface", "", "TUN device `NAME` (default rtserve<pid>)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	cfg := ppp.Config{LocalName: *name, RequireCHAP: *requireCHAP, MRU: *mtu, Passive: true,
+		EchoInterval: 2 * time.Second, EchoFailures: 5, Logger: e.log}
+	var err error
+	if cfg.LocalIP, err = flagAddr("--local", *local); err != nil {
+		return err
+	}
+	if cfg.PeerIP, err = flagAddr("--peer", *peer); err != nil {
+		return err
+	}
+	if cfg.LocalIP == cfg.PeerIP {
+		return usagef("--local and --peer must differ")
+	}
+	if *dns != "" {
+		for _, s := range strings.Split(*dns, ",") {
+			a, err := flagAddr("--dns", strings.TrimSpace(s))
+			if err != nil {
+				return err
+			}
+			cfg.DNS = append(cfg.DNS, a)
+		}
+		if len(cfg.DNS) > 2 {
+			return usagef("--dns takes at most two servers (IPCP has a primary and a secondary)")
+		}
+	}
+	if *mtu < 576 || *mtu > 16384 {
+		return usagef("--mtu must be 576..16384")
+	}
+	if *ifname == "" {
+		*ifname = "rtserve" + strconv.Itoa(os.Getpid())
+	}
+	switch s, err := ppp.LoadSecrets(*secrets); {
+	case err == nil:
+		cfg.Secrets = s
+		if s.TooOpen() {
+			e.log.Warn("secrets file is readable by group or others", "file", *secrets)
+		}
+	case *requireCHAP || !errors.Is(err, os.ErrNotExist):
+		return err
+	default:
+		cfg.RefuseAuth = true // no secrets: we cannot prove ourselves
+	}
+	start := time.Now()
+	var wasUp bool
+	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
+		Stream: stdio{os.Stdin, os.Stdout}, Link: cfg, Interface: *ifname, MTU: *mtu, Log: e.log,
+		OnUp: func(s ppp.Session, ifname string) {
+			wasUp = true
+			e.log.Info("link up", "interface", ifname, "local", s.LocalIP, "peer", s.PeerIP,
+				"peer_name", s.PeerName, "after", time.Since(start).Round(time.Millisecond))
+		},
+	})
+	switch {
+	case tunnel.CleanEnd(err), wasUp && errors.Is(err, io.EOF):
+		e.log.Info("link ended", "reason", err)
+		return nil
+	default:
+		return err
+	}
+}
+
+// flagAddr parses an IPv4 address flag.
+func flagAddr(flag, s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, usagef("%s is required", flag)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, usagef("%s: not an IPv4 address: %q", flag, s)
+	}
+	return a, nil
+}

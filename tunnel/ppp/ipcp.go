@@ -1,0 +1,199 @@
+package ppp
+
+import (
+	"net/netip"
+)
+
+// IPCP options (RFC 1332 §3, RFC 1877).
+const (
+	ipcpAddrs    = 1 // IP-Addresses (deprecated)
+	ipcpCompress = 2 // IP-Compression-Protocol (Van Jacobson)
+	ipcpAddr     = 3
+	ipcpDNS1     = 129
+	ipcpNBNS1    = 130
+	ipcpDNS2     = 131
+	ipcpNBNS2    = 132
+)
+
+// ipcp negotiates IPv4 addresses and DNS servers.
+//
+// Client role (Config.LocalIP zero): we ask for 0.0.0.0 and the server Naks
+// with the address it assigns; the same for DNS when RequestDNS. Server role:
+// we announce LocalIP, Nak the peer's request with PeerIP, and hand out DNS.
+type ipcp struct {
+	l *Link
+	f *fsm
+
+	local            netip.Addr // what we ask for / were given
+	dns              [2]netip.Addr
+	askDNS           [2]bool
+	peer             netip.Addr
+	wantAddr         bool
+	local4, peerSeen bool
+}
+
+func newIPCP(l *Link) *ipcp {
+	c := &ipcp{l: l}
+	c.f = newFSM(l, ProtoIPCP, "IPCP", c)
+	return c
+}
+
+var zero4 = netip.IPv4Unspecified()
+
+func (c *ipcp) resetCI() {
+	c.local = c.l.cfg.LocalIP
+	if !c.local.IsValid() {
+		c.local = zero4
+	}
+	c.wantAddr = true
+	c.askDNS = [2]bool{c.l.cfg.RequestDNS, c.l.cfg.RequestDNS}
+	c.dns = [2]netip.Addr{zero4, zero4}
+	c.peer = netip.Addr{}
+}
+
+func appendAddr(b []byte, typ byte, a netip.Addr) []byte {
+	v := a.As4()
+	return append(b, typ, 6, v[0], v[1], v[2], v[3])
+}
+
+func (c *ipcp) addCI(b []byte) []byte {
+	if c.wantAddr {
+		b = appendAddr(b, ipcpAddr, c.local)
+	}
+	if c.askDNS[0] {
+		b = appendAddr(b, ipcpDNS1, c.dns[0])
+	}
+	if c.askDNS[1] {
+		b = appendAddr(b, ipcpDNS2, c.dns[1])
+	}
+	return b
+}
+
+func (c *ipcp) ackCI(opts []byte) bool {
+	var buf [32]byte
+	return string(c.addCI(buf[:0])) == string(opts)
+}
+
+func addr4(v []byte) (netip.Addr, bool) {
+	if len(v) != 4 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4([4]byte(v)), true
+}
+
+func (c *ipcp) nakCI(opts []byte) bool {
+	return forOptions(opts, func(typ byte, v, _ []byte) {
+		a, ok := addr4(v)
+		if !ok {
+			return
+		}
+		switch typ {
+		case ipcpAddr:
+			// The server assigns our address. In server role we keep ours.
+			if !c.l.cfg.LocalIP.IsValid() && !a.IsUnspecified() {
+				c.local = a
+			}
+		case ipcpDNS1:
+			c.dns[0] = a
+		case ipcpDNS2:
+			c.dns[1] = a
+		}
+	})
+}
+
+func (c *ipcp) rejCI(opts []byte) bool {
+	return forOptions(opts, func(typ byte, _, _ []byte) {
+		switch typ {
+		case ipcpAddr:
+			c.wantAddr = false
+		case ipcpDNS1:
+			c.askDNS[0] = false
+			c.l.log.Info("the far end does not hand out DNS servers")
+		case ipcpDNS2:
+			c.askDNS[1] = false
+		}
+	})
+}
+
+func (c *ipcp) reqCI(opts []byte, dst []byte, rejectIfDisagree bool) (byte, []byte) {
+	var naks, rejs []byte
+	peer := netip.Addr{}
+	ok := forOptions(opts, func(typ byte, v, raw []byte) {
+		a, valid := addr4(v)
+		switch typ {
+		case ipcpAddr:
+			if !valid {
+				rejs = append(rejs, raw...)
+				return
+			}
+			assign := c.l.cfg.PeerIP
+			switch {
+			case assign.IsValid() && a != assign:
+				naks = appendAddr(naks, ipcpAddr, assign) // §3.3: Nak with the address to use
+			case !assign.IsValid() && a.IsUnspecified():
+				rejs = append(rejs, raw...) // the peer wants an address and we have none to give
+			default:
+				peer = a
+			}
+		case ipcpDNS1, ipcpDNS2:
+			i := 0
+			if typ == ipcpDNS2 {
+				i = 1
+			}
+			if !valid || len(c.l.cfg.DNS) <= i {
+				rejs = append(rejs, raw...)
+				return
+			}
+			if want := c.l.cfg.DNS[i]; a != want {
+				naks = appendAddr(naks, typ, want)
+			}
+		default:
+			// VJ compression (we never speak it), IP-Addresses, NBNS, unknown.
+			rejs = append(rejs, raw...)
+		}
+	})
+	switch {
+	case !ok:
+		return codeConfRej, append(dst, opts...)
+	case len(rejs) > 0:
+		return codeConfRej, append(dst, rejs...)
+	case len(naks) > 0 && rejectIfDisagree:
+		return codeConfRej, append(dst, naks...)
+	case len(naks) > 0:
+		return codeConfNak, append(dst, naks...)
+	}
+	if !peer.IsValid() && c.l.cfg.PeerIP.IsValid() {
+		// The peer did not ask for an address at all; tell it which to use
+		// (RFC 1332 §3.3 lets us Nak with an option it did not include).
+		if !rejectIfDisagree {
+			return codeConfNak, appendAddr(dst, ipcpAddr, c.l.cfg.PeerIP)
+		}
+	}
+	c.peer = peer
+	return codeConfAck, append(dst, opts...)
+}
+
+func (c *ipcp) up() {
+	if !c.peer.IsValid() {
+		c.peer = c.l.cfg.PeerIP
+	}
+	if c.local.IsUnspecified() || !c.local.IsValid() {
+		c.l.fail(errNegotiation("IPCP: the far end assigned us no IPv4 address"))
+		return
+	}
+	var dns []netip.Addr
+	for i, d := range c.dns {
+		if c.askDNS[i] && d.IsValid() && !d.IsUnspecified() {
+			dns = append(dns, d)
+		}
+	}
+	if !c.l.cfg.RequestDNS {
+		dns = c.l.cfg.DNS
+	}
+	c.l.ipcpUp(c.local, c.peer, dns)
+}
+
+func (c *ipcp) down()     { c.l.ipcpDown() }
+func (c *ipcp) finished() { c.l.ncpFinished(ProtoIPCP) }
+
+func (c *ipcp) extCode(byte, byte, []byte) bool { return false }

@@ -1,0 +1,94 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/roamtun/roamtun/tunnel/ppp"
+)
+
+// SessionOptions describe one PPP session over an already dialed stream.
+type SessionOptions struct {
+	Stream    io.ReadWriter // the PPP byte stream; closed by the link when it ends
+	Link      ppp.Config
+	Interface string // TUN device name
+	MTU       int
+	// OnUp runs once the link is up and the TUN configured.
+	OnUp func(s ppp.Session, ifname string)
+	Log  *slog.Logger
+}
+
+// RunSession opens the TUN, runs the PPP link over the stream, configures
+// the TUN with what IPCP/IPv6CP negotiated, and pumps packets, until the
+// link ends or ctx is cancelled — then it terminates the link cleanly (LCP
+// Terminate-Request) and removes the TUN. It returns why the link ended:
+// ppp.ErrClosed after a cancel.
+func RunSession(ctx context.Context, o SessionOptions) error {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tun, err := OpenTUN(o.Interface, o.MTU)
+	if err != nil {
+		if c, ok := o.Stream.(io.Closer); ok {
+			c.Close()
+		}
+		return err
+	}
+	defer tun.Close()
+	if o.Link.Logger == nil {
+		o.Link.Logger = log
+	}
+	link := ppp.NewLink(o.Stream, o.Link)
+	var st PumpStats
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := Pump(tun, link, o.MTU, &st); err != nil {
+			log.Warn("TUN pump stopped", "err", err)
+		}
+	}()
+	upErr := make(chan error, 1)
+	go func() {
+		select {
+		case <-link.Up():
+		case <-link.Done():
+			return
+		}
+		s := link.Session()
+		var ifid, peer *[8]byte
+		if s.IPv6 {
+			ifid, peer = &s.LocalIfID, &s.PeerIfID
+		}
+		if err := tun.Configure(s.LocalIP, s.PeerIP, s.MTU, ifid, peer); err != nil {
+			upErr <- err
+			link.Close()
+			return
+		}
+		if o.OnUp != nil {
+			o.OnUp(s, tun.Name())
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { link.Close() })
+	defer stop()
+	runErr := link.Run(context.Background())
+	tun.Close() // ends the pump
+	wg.Wait()
+	select {
+	case err := <-upErr:
+		return fmt.Errorf("configuring %s: %w", tun.Name(), err)
+	default:
+	}
+	return runErr
+}
+
+// CleanEnd reports whether a session ended the way sessions are meant to:
+// we closed it, or the far end terminated it.
+func CleanEnd(err error) bool {
+	return errors.Is(err, ppp.ErrClosed) || errors.Is(err, ppp.ErrTerminated)
+}

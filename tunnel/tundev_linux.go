@@ -1,0 +1,130 @@
+// Package tunnel carries a PPP link between a byte stream (an ssh session's
+// stdio, a dial command) and a TUN device: it opens and configures the TUN,
+// runs the dial command, and pumps packets between the two.
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// TUN is a layer-3 TUN device owned by this process. Closing it removes the
+// device (it is created non-persistent), so a crash cannot leave it behind.
+type TUN struct {
+	name string
+	file *os.File
+	link netlink.Link
+
+	closeOnce sync.Once
+}
+
+// OpenTUN creates the TUN device name with the given MTU, in the network
+// namespace of the calling thread. The device is left down until Configure.
+func OpenTUN(name string, mtu int) (*TUN, error) {
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	la.MTU = mtu
+	dev := &netlink.Tuntap{
+		LinkAttrs:  la,
+		Mode:       netlink.TUNTAP_MODE_TUN,
+		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE,
+		Queues:     1,
+		NonPersist: true,
+	}
+	if err := netlink.LinkAdd(dev); err != nil {
+		return nil, fmt.Errorf("creating TUN device %s: %w", name, err)
+	}
+	if len(dev.Fds) != 1 {
+		for _, f := range dev.Fds {
+			f.Close()
+		}
+		return nil, fmt.Errorf("creating TUN device %s: got %d queues, want 1", name, len(dev.Fds))
+	}
+	// The netlink library hands back a blocking *os.File. Take our own copy
+	// of the descriptor, non-blocking so that Go's poller can interrupt a
+	// pending Read at Close, and let go of the library's (its finalizer
+	// would otherwise close the shared descriptor some day).
+	fd, err := unix.Dup(int(dev.Fds[0].Fd()))
+	dev.Fds[0].Close()
+	if err != nil {
+		return nil, fmt.Errorf("TUN %s: %w", name, err)
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUN %s: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), "/dev/net/tun:"+name)
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("finding TUN device %s: %w", name, err)
+	}
+	return &TUN{name: name, file: f, link: link}, nil
+}
+
+// Name returns the device name.
+func (t *TUN) Name() string { return t.name }
+
+// Configure gives the device its point-to-point addresses (as pppd does:
+// LOCAL peer PEER/32), its MTU, optional IPv6 link-local addresses from the
+// IPv6CP interface identifiers, and brings it up.
+func (t *TUN) Configure(local, peer netip.Addr, mtu int, ifid, peerIfID *[8]byte) error {
+	if err := netlink.LinkSetMTU(t.link, mtu); err != nil {
+		return fmt.Errorf("setting MTU of %s: %w", t.name, err)
+	}
+	addr := &netlink.Addr{
+		IPNet: &net.IPNet{IP: local.AsSlice(), Mask: net.CIDRMask(32, 32)},
+		Peer:  &net.IPNet{IP: peer.AsSlice(), Mask: net.CIDRMask(32, 32)},
+	}
+	if err := netlink.AddrReplace(t.link, addr); err != nil {
+		return fmt.Errorf("adding %s peer %s to %s: %w", local, peer, t.name, err)
+	}
+	if ifid != nil && peerIfID != nil {
+		ll := func(id *[8]byte) net.IP {
+			ip := make(net.IP, 16)
+			ip[0], ip[1] = 0xfe, 0x80
+			copy(ip[8:], id[:])
+			return ip
+		}
+		a6 := &netlink.Addr{IPNet: &net.IPNet{IP: ll(ifid), Mask: net.CIDRMask(128, 128)},
+			Peer: &net.IPNet{IP: ll(peerIfID), Mask: net.CIDRMask(128, 128)}}
+		if err := netlink.AddrReplace(t.link, a6); err != nil {
+			return fmt.Errorf("adding IPv6 link-local address to %s: %w", t.name, err)
+		}
+	}
+	if err := netlink.LinkSetUp(t.link); err != nil {
+		return fmt.Errorf("bringing %s up: %w", t.name, err)
+	}
+	return nil
+}
+
+// Read reads one packet.
+func (t *TUN) Read(p []byte) (int, error) { return t.file.Read(p) }
+
+// Write writes one packet.
+func (t *TUN) Write(p []byte) (int, error) { return t.file.Write(p) }
+
+// Close closes the device, which removes it. Closing twice is fine, and a
+// device already gone counts as removed.
+func (t *TUN) Close() error {
+	var err error
+	t.closeOnce.Do(func() {
+		err = t.file.Close()
+		// Non-persistent: the kernel removes it with the last fd. Make sure
+		// even if something else held it open.
+		if l, lerr := netlink.LinkByName(t.name); lerr == nil && l.Attrs().Index == t.link.Attrs().Index {
+			if derr := netlink.LinkDel(l); derr != nil && !errors.Is(derr, unix.ENODEV) {
+				err = errors.Join(err, fmt.Errorf("removing %s: %w", t.name, derr))
+			}
+		}
+	})
+	return err
+}
