@@ -2,6 +2,7 @@ package ppp
 
 import (
 	"net/netip"
+	"slices"
 )
 
 // IPCP options (RFC 1332 §3, RFC 1877).
@@ -183,7 +184,8 @@ func (c *ipcp) up() {
 	}
 	var dns []netip.Addr
 	for i, d := range c.dns {
-		if c.askDNS[i] && d.IsValid() && !d.IsUnspecified() {
+		// pppd with one ms-dns hands out the same server as secondary.
+		if c.askDNS[i] && d.IsValid() && !d.IsUnspecified() && !slices.Contains(dns, d) {
 			dns = append(dns, d)
 		}
 	}

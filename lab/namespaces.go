@@ -1,0 +1,288 @@
+// Package lab builds throwaway network labs out of real kernel parts:
+// network namespaces joined by veth links, processes run inside them, and
+// user-mode-linux guests running stock pppd on real kernel PPP. Integration
+// tests, benchmarks and `roamtun demo` share it. Everything a Lab creates is
+// removed by Close, also when a test fails half-way.
+package lab
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// RequirePrivileged skips a test that needs root, unless the environment
+// says privileged tests must run (ROAMTUN_REQUIRE_PRIVILEGED=1, as in CI):
+// then a missing privilege fails the test instead.
+func RequirePrivileged(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("ROAMTUN_REQUIRE_PRIVILEGED") == "1" {
+		t.Fatal("this test needs root (network namespaces, TUN); ROAMTUN_REQUIRE_PRIVILEGED=1 forbids skipping")
+	}
+	t.Skip("needs root (network namespaces, TUN)")
+}
+
+// RequireCommand is RequirePrivileged for a program the test drives.
+func RequireCommand(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("ROAMTUN_REQUIRE_PRIVILEGED") == "1" {
+		t.Fatalf("%s not installed (make deps installs it)", name)
+	}
+	t.Skipf("%s not installed", name)
+	return ""
+}
+
+// Lab owns namespaces, processes and a temporary directory.
+type Lab struct {
+	prefix string
+	dir    string
+
+	mu    sync.Mutex
+	nss   []*Namespace
+	procs []*os.Process
+	after []func()
+}
+
+// New creates an empty lab whose namespaces are named prefix+random+"-"+role.
+func New(prefix string) (*Lab, error) {
+	var b [3]byte
+	rand.Read(b[:])
+	l := &Lab{prefix: prefix + hex.EncodeToString(b[:])}
+	dir, err := os.MkdirTemp("", "roamtun-lab-")
+	if err != nil {
+		return nil, fmt.Errorf("creating lab dir: %w", err)
+	}
+	// UML guests and daemons running as other users read files from here.
+	os.Chmod(dir, 0o755)
+	l.dir = dir
+	return l, nil
+}
+
+// NewT is New for a test: it needs root, and Close runs at cleanup.
+func NewT(t testing.TB) *Lab {
+	t.Helper()
+	RequirePrivileged(t)
+	l, err := New("rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// Dir is a private directory removed at Close.
+func (l *Lab) Dir() string { return l.dir }
+
+// Prefix is the unique prefix of this lab's namespaces.
+func (l *Lab) Prefix() string { return l.prefix }
+
+// Defer runs fn at Close, before namespaces are deleted (last in, first out).
+func (l *Lab) Defer(fn func()) {
+	l.mu.Lock()
+	l.after = append(l.after, fn)
+	l.mu.Unlock()
+}
+
+// Namespace is one network namespace of a lab.
+type Namespace struct {
+	lab  *Lab
+	name string
+}
+
+// Namespace creates a namespace for role with its loopback up.
+func (l *Lab) Namespace(role string) (*Namespace, error) {
+	name := l.prefix + "-" + role
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	ns := &Namespace{lab: l, name: name}
+	l.mu.Lock()
+	l.nss = append(l.nss, ns)
+	l.mu.Unlock()
+	if _, err := ns.Run("ip", "link", "set", "lo", "up"); err != nil {
+		return nil, err
+	}
+	return ns, nil
+}
+
+// Name is the namespace's name (for ip netns exec).
+func (ns *Namespace) Name() string { return ns.name }
+
+// Exec returns argv prefixed so that it runs inside the namespace.
+func (ns *Namespace) Exec(argv ...string) []string {
+	return append([]string{"ip", "netns", "exec", ns.name}, argv...)
+}
+
+// Run runs argv inside the namespace and returns its combined output; a
+// failure's error includes the output.
+func (ns *Namespace) Run(argv ...string) (string, error) {
+	full := ns.Exec(argv...)
+	out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Start starts cmd inside the namespace (its Path and Args are wrapped with
+// ip netns exec). The lab kills it, and its process group, at Close.
+func (ns *Namespace) Start(cmd *exec.Cmd) error {
+	full := ns.Exec(cmd.Args...)
+	path, err := exec.LookPath(full[0])
+	if err != nil {
+		return err
+	}
+	cmd.Path, cmd.Args = path, full
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s in %s: %w", strings.Join(cmd.Args, " "), ns.name, err)
+	}
+	ns.lab.Track(cmd.Process)
+	return nil
+}
+
+// Track makes the lab kill p (and its process group) at Close.
+func (l *Lab) Track(p *os.Process) {
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+}
+
+// Do runs fn on a locked OS thread switched into the namespace; sockets
+// fn creates live there.
+func (ns *Namespace) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is left locked and so discarded when this goroutine
+		// ends: it must never run anything else in the wrong namespace.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		h, err := netns.GetFromName(ns.name)
+		if err != nil {
+			errc <- fmt.Errorf("opening namespace %s: %w", ns.name, err)
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- fmt.Errorf("entering namespace %s: %w", ns.name, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Veth links two namespaces with a veth pair, addresses them ("10.0.0.1/24",
+// empty for none) and brings both ends up.
+func (l *Lab) Veth(a *Namespace, aName, aAddr string, b *Namespace, bName, bAddr string) error {
+	if out, err := exec.Command("ip", "link", "add", aName, "netns", a.name, "type", "veth",
+		"peer", "name", bName, "netns", b.name).CombinedOutput(); err != nil {
+		return fmt.Errorf("creating veth %s/%s: %v: %s", aName, bName, err, strings.TrimSpace(string(out)))
+	}
+	for _, e := range []struct {
+		ns         *Namespace
+		name, addr string
+	}{{a, aName, aAddr}, {b, bName, bAddr}} {
+		if e.addr != "" {
+			if _, err := e.ns.Run("ip", "addr", "add", e.addr, "dev", e.name); err != nil {
+				return err
+			}
+		}
+		if _, err := e.ns.Run("ip", "link", "set", e.name, "up"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close kills every process the lab started and every process left in its
+// namespaces, deletes the namespaces and removes the directory. It is safe
+// to call more than once.
+func (l *Lab) Close() {
+	l.mu.Lock()
+	after, procs, nss := l.after, l.procs, l.nss
+	l.after, l.procs, l.nss = nil, nil, nil
+	l.mu.Unlock()
+	for i := len(after) - 1; i >= 0; i-- {
+		after[i]()
+	}
+	for _, p := range procs {
+		syscall.Kill(-p.Pid, syscall.SIGTERM)
+		p.Signal(syscall.SIGTERM)
+	}
+	for _, ns := range nss {
+		for _, pid := range ns.pids() {
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for _, p := range procs {
+		for time.Now().Before(deadline) && p.Signal(syscall.Signal(0)) == nil && !reaped(p) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		syscall.Kill(-p.Pid, syscall.SIGKILL)
+		p.Kill()
+		reaped(p)
+	}
+	for _, ns := range nss {
+		for _, pid := range ns.pids() {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		exec.Command("ip", "netns", "del", ns.name).Run()
+	}
+	if l.dir != "" {
+		os.RemoveAll(l.dir)
+	}
+}
+
+// reaped collects an exited child without blocking.
+func reaped(p *os.Process) bool {
+	var ws syscall.WaitStatus
+	pid, err := syscall.Wait4(p.Pid, &ws, syscall.WNOHANG, nil)
+	return pid == p.Pid || errors.Is(err, syscall.ECHILD)
+}
+
+// pids lists the processes living in the namespace.
+func (ns *Namespace) pids() []int {
+	out, _ := exec.Command("ip", "netns", "pids", ns.name).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// Exists reports whether the namespace is still there (for leak checks).
+func (ns *Namespace) Exists() bool {
+	_, err := os.Stat("/run/netns/" + ns.name)
+	return err == nil
+}
