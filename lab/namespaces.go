@@ -175,26 +175,34 @@ func (l *Lab) Track(p *os.Process) {
 func (ns *Namespace) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is left locked and so discarded when this goroutine
-		// ends: it must never run anything else in the wrong namespace.
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer orig.Close()
 		h, err := netns.GetFromName(ns.name)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("opening namespace %s: %w", ns.name, err)
 			return
 		}
 		defer h.Close()
 		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("entering namespace %s: %w", ns.name, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		// Put the thread back before anything else may run on it. If that
+		// fails the thread stays locked, and Go discards it with this
+		// goroutine rather than reuse it in the wrong namespace.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
@@ -274,7 +282,8 @@ func (ns *Namespace) pids() []int {
 	out, _ := exec.Command("ip", "netns", "pids", ns.name).Output()
 	var pids []int
 	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil {
+		// Never ourselves: a thread of ours may be visiting the namespace.
+		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
 			pids = append(pids, pid)
 		}
 	}

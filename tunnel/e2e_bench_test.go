@@ -1,0 +1,36 @@
+package tunnel_test
+
+import (
+	"testing"
+	"time"
+)
+
+// BenchmarkLinkThroughput measures TCP throughput between two namespaces
+// through roamtun connect ⇄ roamtun serve (PPP framing, two TUNs, a pipe in
+// between) and, in the same run, over a plain veth between the same kind of
+// namespaces, and reports the ratio. Compare figures only side by side.
+func BenchmarkLinkThroughput(b *testing.B) {
+	p := startPair(b)
+	if err := p.lab.Veth(p.laptop, "v0", "10.77.0.1/24", p.home, "v1", "10.77.0.2/24"); err != nil {
+		b.Fatal(err)
+	}
+	const chunk = 32 << 20
+	var link, veth time.Duration
+	b.SetBytes(chunk)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s, g, d := p.transfer(b, "10.9.0.1:5001", chunk)
+		if s != g {
+			b.Fatal("corrupted transfer")
+		}
+		link += d
+		_, _, d = p.transfer(b, "10.77.0.2:5002", chunk)
+		veth += d
+	}
+	b.StopTimer()
+	mbit := func(d time.Duration) float64 { return float64(chunk) * float64(b.N) * 8 / d.Seconds() / 1e6 }
+	b.ReportMetric(mbit(link), "link-Mbit/s")
+	b.ReportMetric(mbit(veth), "veth-Mbit/s")
+	b.ReportMetric(mbit(link)/mbit(veth), "link/veth")
+	p.stop(b)
+}
