@@ -138,7 +138,9 @@ func AppendFrame(dst []byte, proto uint16, payload []byte, o TxOptions) []byte {
 	if !o.ACFC {
 		h = append(h, addrAll, ctrlUI)
 	}
-	if o.PFC && proto < 0x100 && proto&1 == 1 {
+	// 0x00FF stays two bytes: one byte of 0xFF would read as an address
+	// field when ACFC is on too (RFC 1661 lists it as reserved for that).
+	if o.PFC && proto < 0x100 && proto&1 == 1 && proto != 0xFF {
 		h = append(h, byte(proto))
 	} else {
 		h = append(h, byte(proto>>8), byte(proto))
@@ -328,7 +330,7 @@ func (d *Decoder) frame(fn func(uint16, []byte)) {
 	case d.over:
 		d.stats.TooLong++
 		return
-	case len(f) < 4: // protocol (1) + at least something + FCS (2)
+	case len(f) < 3: // a compressed protocol (1) and the FCS (2), at the least
 		d.stats.Runts++
 		return
 	case FCS16(fcsInit, f) != fcsGood:

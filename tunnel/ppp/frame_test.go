@@ -81,7 +81,7 @@ func TestDecoderDrops(t *testing.T) {
 	badHdr := AppendFrame(nil, ProtoIPv4, []byte("x"), TxOptions{ACFC: true})
 	badHdr = frameRaw([]byte{0xFF, 0x05, 0x00, 0x21, 'x'})
 	abort := []byte{flagSeq, 0xFF, 0x03, escapeSeq, flagSeq}
-	runt := frameRaw([]byte{0x21})
+	runt := frameRaw(nil) // nothing but an FCS
 	evenProto := frameRaw([]byte{0xFF, 0x03, 0x00, 0x20, 'x'})
 
 	d := NewDecoder(1500)

@@ -265,11 +265,11 @@ func TestLinkSurvivesJunkAndUnknownProtocols(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("packet lost after junk")
 	}
-	if st := srvL.Stats(); st.BadFrames < 3 {
-		t.Errorf("server counted %d bad frames, want ≥ 3", st.BadFrames)
-	}
 	// Several echo intervals later it is still up.
 	time.Sleep(time.Second)
+	if st := srvL.Stats(); st.BadFrames < 3 { // garbage, bad FCS, truncated LCP
+		t.Errorf("server counted %d bad frames, want ≥ 3", st.BadFrames)
+	}
 	select {
 	case err := <-srv.err:
 		t.Fatalf("server link ended: %v", err)
