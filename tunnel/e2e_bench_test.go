@@ -3,6 +3,8 @@ package tunnel_test
 import (
 	"testing"
 	"time"
+
+	"github.com/roamtun/roamtun/lab"
 )
 
 // BenchmarkLinkThroughput measures TCP throughput between two namespaces
@@ -19,12 +21,14 @@ func BenchmarkLinkThroughput(b *testing.B) {
 	b.SetBytes(chunk)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s, g, d := p.transfer(b, "10.9.0.1:5001", chunk)
-		if s != g {
-			b.Fatal("corrupted transfer")
+		d, err := lab.Transfer(p.laptop, p.home, "10.9.0.1:5001", chunk)
+		if err != nil {
+			b.Fatal(err)
 		}
 		link += d
-		_, _, d = p.transfer(b, "10.77.0.2:5002", chunk)
+		if d, err = lab.Transfer(p.laptop, p.home, "10.77.0.2:5002", chunk); err != nil {
+			b.Fatal(err)
+		}
 		veth += d
 	}
 	b.StopTimer()

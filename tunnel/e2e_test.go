@@ -1,11 +1,7 @@
 package tunnel_test
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io"
-	"math/rand/v2"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,47 +77,6 @@ func (p *pair) stop(t testing.TB) {
 	}
 }
 
-// transfer sends n pseudo-random bytes over TCP from the laptop to the home
-// end through the tunnel and returns the sender's and receiver's SHA-256.
-func (p *pair) transfer(t testing.TB, addr string, n int64) (sent, got [32]byte, d time.Duration) {
-	t.Helper()
-	var ln net.Listener
-	if err := p.home.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	recv := make(chan [32]byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			recv <- [32]byte{}
-			return
-		}
-		defer c.Close()
-		h := sha256.New()
-		io.Copy(h, c)
-		recv <- [32]byte(h.Sum(nil))
-	}()
-	var conn net.Conn
-	if err := p.laptop.Do(func() (err error) { conn, err = net.DialTimeout("tcp", addr, 10*time.Second); return }); err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), n), h)
-	start := time.Now()
-	if _, err := io.Copy(conn, src); err != nil {
-		t.Fatal(err)
-	}
-	conn.(*net.TCPConn).CloseWrite()
-	select {
-	case got = <-recv:
-	case <-time.After(120 * time.Second):
-		t.Fatal("receiver did not finish")
-	}
-	conn.Close()
-	return [32]byte(h.Sum(nil)), got, time.Since(start)
-}
-
 func TestRoamtunToRoamtun(t *testing.T) {
 	p := startPair(t)
 	t.Logf("%s", p.up)
@@ -132,9 +87,9 @@ func TestRoamtunToRoamtun(t *testing.T) {
 		t.Fatalf("ping back: %v\n%s", err, out)
 	}
 	const n = 64 << 20
-	sent, got, d := p.transfer(t, "10.9.0.1:5001", n)
-	if sent != got {
-		t.Fatalf("64 MiB transfer corrupted: sent %x, received %x", sent[:8], got[:8])
+	d, err := lab.Transfer(p.laptop, p.home, "10.9.0.1:5001", n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("64 MiB through the link, byte-exact, in %s (%.0f Mbit/s)", d.Round(time.Millisecond), float64(n)*8/d.Seconds()/1e6)
 	p.stop(t)
