@@ -64,3 +64,8 @@ func tomlList(argv ...string) string {
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

@@ -103,7 +103,7 @@ secrets = %q
 interface = "roamtun0"
 keepalive = "1s"
 `, tomlList("sh", "-c", fmt.Sprintf("cat %s & exec cat > %s", g.ToHost, g.ToGuest)), secrets), 0o644)
-			conn, err := ns.StartProc(nil, bin, "connect", "--config", cfg, "home")
+			conn, err := ns.StartProc(nil, bin, "connect", "--once", "--config", cfg, "home")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"strings"
@@ -16,8 +15,8 @@ import (
 
 var connectCmd = &command{
 	name:  "connect",
-	usage: "[--config FILE] PROFILE",
-	help:  "run one tunnel in the foreground; SIGINT/SIGTERM ends it cleanly",
+	usage: "[--config FILE] [--once] PROFILE",
+	help:  "run one tunnel in the foreground, redialing when it drops; SIGINT/SIGTERM ends it cleanly",
 }
 
 func init() {
@@ -27,6 +26,7 @@ func init() {
 
 func runConnect(e *env, args []string) error {
 	fs, cfgPath := newFlags(e, connectCmd)
+	once := fs.Bool("once", false, "one session: exit when the link ends instead of redialing")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,29 +51,28 @@ func runConnect(e *env, args []string) error {
 		prefix = "ssh"
 	}
 	start := time.Now()
-	cmd, err := tunnel.StartCommand(argv, env, e.log, prefix)
-	if err != nil {
-		return err
-	}
-	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
-		Stream: cmd, Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log,
-		OnUp: func(s ppp.Session, ifname string) {
-			fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s\n", ifname, s.LocalIP, s.PeerIP,
-				joinAddrs(s.DNS), s.MTU, time.Since(start).Round(time.Millisecond))
+	err = tunnel.Supervise(e.ctx, tunnel.SuperviseOptions{
+		Argv: argv, Env: env, LogPrefix: prefix, Once: *once, Log: e.log,
+		Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log},
+		OnEvent: func(ev tunnel.Event) {
+			switch ev.Kind {
+			case "dialing":
+				start = ev.Time
+				e.log.Info("dialing", "profile", p.Name, "attempt", ev.Attempt)
+			case "up":
+				fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s\n", ev.Ifname, ev.Session.LocalIP,
+					ev.Session.PeerIP, joinAddrs(ev.Session.DNS), ev.Session.MTU, ev.Time.Sub(start).Round(time.Millisecond))
+			case "down":
+				if ev.Reason != nil && !errors.Is(ev.Reason, ppp.ErrClosed) {
+					e.log.Warn("link down", "reason", ev.Reason)
+				}
+			case "waiting":
+				e.log.Info("redialing", "in", ev.Wait.Round(time.Millisecond), "attempt", ev.Attempt+1)
+			}
 		},
 	})
-	cmd.Close()
 	if errors.Is(err, ppp.ErrClosed) {
 		return nil // we were asked to stop
-	}
-	// The stream ended: ssh's (or the dial command's) own words say why.
-	if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
-		if cerr := tunnel.ClassifySSH(cmd.Stderr()); cerr != nil {
-			return cerr
-		}
-		if xerr := cmd.ExitError(); xerr != nil {
-			return xerr
-		}
 	}
 	return err
 }

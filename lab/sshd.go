@@ -1,0 +1,221 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// LabUser is the dedicated account the lab's sshd lets in, as the classic
+// setup has one on the server. It is created on first use (system account,
+// no password, /bin/sh) and left in place for later runs.
+const LabUser = "roamtun-lab"
+
+// SSHServer is a real OpenSSH sshd running in a namespace with its own
+// config, host key and authorized_keys: the server of the classic setup.
+type SSHServer struct {
+	Addr       string // host:port
+	User       string
+	ClientKey  string // private key the laptop authenticates with
+	KnownHosts string // the server's host key, pinned for the laptop
+	HostKeyPub string
+	Log        string // sshd's log file
+	proc       *Proc
+	ns         *Namespace
+	conf       string
+}
+
+// Triangle is the standard lab: laptop ⇄ cafe (a router) ⇄ home (server).
+type Triangle struct {
+	Laptop, Cafe, Home *Namespace
+}
+
+// Standard addresses of the triangle.
+const (
+	LaptopIP     = "10.200.1.2"
+	CafeLaptopIP = "10.200.1.1"
+	CafeHomeIP   = "10.200.2.1"
+	HomeIP       = "10.200.2.2"
+)
+
+// Triangle builds laptop (wan0) ⇄ cafe (lan0, up0; forwarding) ⇄ home (eth0)
+// with default routes towards the cafe.
+func (l *Lab) Triangle() (*Triangle, error) {
+	var t Triangle
+	var err error
+	for _, ns := range []struct {
+		p    **Namespace
+		role string
+	}{{&t.Laptop, "laptop"}, {&t.Cafe, "cafe"}, {&t.Home, "home"}} {
+		if *ns.p, err = l.Namespace(ns.role); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.Veth(t.Laptop, "wan0", LaptopIP+"/24", t.Cafe, "lan0", CafeLaptopIP+"/24"); err != nil {
+		return nil, err
+	}
+	if err := l.Veth(t.Cafe, "up0", CafeHomeIP+"/24", t.Home, "eth0", HomeIP+"/24"); err != nil {
+		return nil, err
+	}
+	for _, c := range [][]string{
+		{t.Laptop.name, "ip", "route", "add", "default", "via", CafeLaptopIP},
+		{t.Home.name, "ip", "route", "add", "default", "via", CafeHomeIP},
+		{t.Cafe.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	} {
+		if _, err := (&Namespace{lab: l, name: c[0]}).Run(c[1:]...); err != nil {
+			return nil, err
+		}
+	}
+	return &t, nil
+}
+
+// EnsureLabUser creates LabUser if missing and returns its uid and gid.
+func EnsureLabUser() (uid, gid int, err error) {
+	u, err := user.Lookup(LabUser)
+	if err != nil {
+		out, aerr := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+			"--shell", "/bin/sh", LabUser).CombinedOutput()
+		if u, err = user.Lookup(LabUser); err != nil { // another test may have won the race
+			return 0, 0, fmt.Errorf("useradd %s: %v: %s", LabUser, aerr, out)
+		}
+	}
+	// sshd refuses accounts whose password field starts with "!" when PAM is off.
+	if out, err := exec.Command("usermod", "-p", "*", "-d", "/", LabUser).CombinedOutput(); err != nil {
+		return 0, 0, fmt.Errorf("usermod: %v: %s", err, out)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
+}
+
+// CapBinary copies bin into the lab dir with the file capability
+// cap_net_admin, so that the unprivileged lab user may create a TUN — the
+// way `roamtun server-setup` suggests deploying `roamtun serve`.
+func (l *Lab) CapBinary(bin string) (string, error) {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(l.dir, "roamtun-serve")
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("setcap", "cap_net_admin+ep", dst).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("setcap: %v: %s", err, out)
+	}
+	return dst, nil
+}
+
+// StartSSHD runs sshd in ns on ip:port. Only LabUser may log in, with the
+// returned client key, and only to run forced (authorized_keys options
+// "restrict,command=..."). Files the forced command reads must be readable
+// by LabUser.
+func (l *Lab) StartSSHD(ns *Namespace, ip string, port int, forced string) (*SSHServer, error) {
+	if _, _, err := EnsureLabUser(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // Debian's privilege separation dir
+		return nil, err
+	}
+	dir := filepath.Join(l.dir, "sshd")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &SSHServer{Addr: net.JoinHostPort(ip, strconv.Itoa(port)), User: LabUser,
+		ClientKey: filepath.Join(dir, "id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"),
+		Log: filepath.Join(dir, "sshd.log")}
+	hostKey := filepath.Join(dir, "host_ed25519")
+	for _, k := range []string{hostKey, s.ClientKey} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "roamtun-lab", "-f", k).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+		}
+	}
+	pub, err := os.ReadFile(s.ClientKey + ".pub")
+	if err != nil {
+		return nil, err
+	}
+	hpub, err := os.ReadFile(hostKey + ".pub")
+	if err != nil {
+		return nil, err
+	}
+	s.HostKeyPub = strings.Join(strings.Fields(string(hpub))[:2], " ")
+	ak := filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(ak, []byte(fmt.Sprintf("restrict,command=%q %s", forced, pub)), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(s.KnownHosts, []byte(fmt.Sprintf("[%s]:%d %s\n", ip, port, s.HostKeyPub)), 0o644); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d
+ListenAddress %s
+HostKey %s
+PidFile none
+AuthorizedKeysFile %s
+AllowUsers %s
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+LogLevel VERBOSE
+`, port, ip, hostKey, ak, LabUser)), 0o644); err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command("/usr/sbin/sshd", "-t", "-f", conf).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("sshd -t: %v: %s", err, out)
+	}
+	s.ns, s.conf = ns, conf
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start (re)starts sshd with its config and waits until it accepts.
+func (s *SSHServer) Start() error {
+	logf, err := os.OpenFile(s.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	if s.proc, err = s.ns.StartProc(func(c *exec.Cmd) { c.Stdout, c.Stderr = logf, logf },
+		"/usr/sbin/sshd", "-D", "-e", "-f", s.conf); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.ns.Do(func() error {
+			c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(s.Log)
+			return errors.Join(fmt.Errorf("sshd not accepting on %s", s.Addr), err, errors.New(string(b)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop ends sshd and every session it runs (they share its process group).
+func (s *SSHServer) Stop() {
+	syscall.Kill(-s.proc.Cmd.Process.Pid, syscall.SIGKILL)
+	s.proc.Wait(5 * time.Second)
+}

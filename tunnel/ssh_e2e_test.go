@@ -1,0 +1,210 @@
+package tunnel_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/roamtun/roamtun/lab"
+)
+
+// sshLab is the classic setup for real: laptop ⇄ cafe ⇄ home, OpenSSH sshd
+// in home letting a dedicated account run only `roamtun serve` (a forced
+// command, with the file capability to create its TUN), the laptop
+// pinning the server's host key.
+type sshLab struct {
+	lab  *lab.Lab
+	tri  *lab.Triangle
+	sshd *lab.SSHServer
+	cfg  string // the laptop's roamtun.toml
+	dir  string
+}
+
+func startSSHLab(t testing.TB, profileExtra string) *sshLab {
+	t.Helper()
+	l := lab.NewT(t)
+	lab.RequireCommand(t, "sshd")
+	lab.RequireCommand(t, "setcap")
+	bin := roamtun(t)
+	s := &sshLab{lab: l, dir: l.Dir()}
+	var err error
+	if s.tri, err = l.Triangle(); err != nil {
+		t.Fatal(err)
+	}
+	serveBin, err := l.CapBinary(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, gid, err := lab.EnsureLabUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvSecrets := writeFile(t, s.dir, "server-chap-secrets", goodSecrets, 0o600)
+	if err := os.Chown(srvSecrets, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	forced := fmt.Sprintf("%s serve --local 10.9.0.1 --peer 10.9.0.2 --dns 10.9.0.53 --require-chap --secrets %s",
+		serveBin, srvSecrets)
+	if s.sshd, err = l.StartSSHD(s.tri.Home, lab.HomeIP, 2222, forced); err != nil {
+		t.Fatal(err)
+	}
+	secrets := writeFile(t, s.dir, "chap-secrets", goodSecrets, 0o600)
+	s.cfg = writeFile(t, s.dir, "roamtun.toml", fmt.Sprintf(`[profile.home]
+host = %q
+port = 2222
+user = %q
+identity_file = %q
+known_hosts = %q
+secrets = %q
+interface = "roamtun0"
+%s
+`, lab.HomeIP, s.sshd.User, s.sshd.ClientKey, s.sshd.KnownHosts, secrets, profileExtra), 0o644)
+	return s
+}
+
+func (s *sshLab) connect(t testing.TB, args ...string) *lab.Proc {
+	t.Helper()
+	p, err := s.tri.Laptop.StartProc(nil, append([]string{roamtun(t), "connect", "--config", s.cfg}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestConnectOverSSH: the link over a real ssh session, roamtun serve as the
+// far end started by sshd's forced command.
+func TestConnectOverSSH(t *testing.T) {
+	s := startSSHLab(t, "")
+	conn := s.connect(t, "home")
+	up, err := conn.WaitOutput(`up: roamtun0 10\.9\.0\.2 -> 10\.9\.0\.1 dns 10\.9\.0\.53 mtu 1200 in \S+`, 60*time.Second)
+	if err != nil {
+		b, _ := os.ReadFile(s.sshd.Log)
+		t.Fatalf("%v\nsshd log:\n%s", err, b)
+	}
+	t.Logf("%s", up)
+	if out, err := s.tri.Laptop.Run("ping", "-c", "3", "-i", "0.2", "-W", "3", "10.9.0.1"); err != nil {
+		t.Fatalf("ping through the link: %v\n%s", err, out)
+	}
+	d, err := lab.Transfer(s.tri.Laptop, s.tri.Home, "10.9.0.1:5001", 32<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("32 MiB over ssh, byte-exact, %.0f Mbit/s", 32*8*1.048576/d.Seconds())
+	conn.Cmd.Process.Signal(syscall.SIGTERM)
+	if code, err := conn.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("connect exit %d (%v); stderr:\n%s", code, err, conn.Stderr())
+	}
+}
+
+// TestSSHRefusals: a wrong pinned host key refuses and says "host key"; a
+// client key the server does not know is reported as a refusal.
+func TestSSHRefusals(t *testing.T) {
+	s := startSSHLab(t, "")
+	// Another server's key pinned for this address: a man in the middle.
+	other := filepath.Join(s.dir, "other")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	pub, _ := os.ReadFile(other + ".pub")
+	good, _ := os.ReadFile(s.sshd.KnownHosts)
+	os.WriteFile(s.sshd.KnownHosts, []byte(fmt.Sprintf("[%s]:2222 %s\n", lab.HomeIP, strings.Join(strings.Fields(string(pub))[:2], " "))), 0o644)
+	conn := s.connect(t, "--once", "home")
+	if code, err := conn.Wait(60 * time.Second); err != nil || code != 1 {
+		t.Fatalf("wrong host key: exit %d (%v)", code, err)
+	}
+	t.Logf("wrong host key: %s", lastLine(conn.Stderr()))
+	if e := conn.Stderr(); !strings.Contains(e, "host key") || strings.Contains(e, "up:") {
+		t.Errorf("wrong host key: stderr does not say so:\n%s", e)
+	}
+	// The right host key, but a client key the server has never seen.
+	os.WriteFile(s.sshd.KnownHosts, good, 0o644)
+	cfg, _ := os.ReadFile(s.cfg)
+	os.WriteFile(s.cfg, []byte(strings.Replace(string(cfg), s.sshd.ClientKey, other, 1)), 0o644)
+	conn = s.connect(t, "--once", "home")
+	if code, err := conn.Wait(60 * time.Second); err != nil || code != 1 {
+		t.Fatalf("unknown client key: exit %d (%v)", code, err)
+	}
+	t.Logf("unknown client key: %s", lastLine(conn.Stderr()))
+	if e := conn.Stderr(); !strings.Contains(e, "refused authentication") {
+		t.Errorf("unknown client key: stderr does not say so:\n%s", e)
+	}
+}
+
+// killServe kills the far end's `roamtun serve` (not sshd) in home.
+func killServe(t *testing.T, ns *lab.Namespace) {
+	t.Helper()
+	out, _ := exec.Command("ip", "netns", "pids", ns.Name()).Output()
+	killed := 0
+	for _, f := range strings.Fields(string(out)) {
+		cmdline, _ := os.ReadFile("/proc/" + f + "/cmdline")
+		if strings.Contains(string(cmdline), "roamtun-serve\x00serve") {
+			var pid int
+			fmt.Sscan(f, &pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+			killed++
+		}
+	}
+	if killed == 0 {
+		t.Fatal("no roamtun serve process found in home")
+	}
+}
+
+func countUps(p *lab.Proc) int { return strings.Count(p.Stdout(), "up: ") }
+
+func waitUps(t *testing.T, p *lab.Proc, n int, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for countUps(p) < n {
+		if time.Since(start) > timeout {
+			t.Fatalf("link not back (%d ups) after %s; stderr:\n%s", countUps(p), timeout, p.Stderr())
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("connect exited; stderr:\n%s", p.Stderr())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return time.Since(start)
+}
+
+// TestRedial: the tunnel comes back by itself when the far end dies, and
+// backs off — without a busy loop — while the server is unreachable.
+func TestRedial(t *testing.T) {
+	s := startSSHLab(t, `keepalive = "1s"`)
+	conn := s.connect(t, "home")
+	waitUps(t, conn, 1, 60*time.Second)
+
+	killServe(t, s.tri.Home)
+	back := waitUps(t, conn, 2, 30*time.Second)
+	t.Logf("far end killed: link back in %s", back.Round(time.Millisecond))
+	if out, err := s.tri.Laptop.Run("ping", "-c", "2", "-i", "0.2", "-W", "3", "10.9.0.1"); err != nil {
+		t.Fatalf("ping after redial: %v\n%s", err, out)
+	}
+
+	// The server goes away for 8 s: sshd stops and the running session
+	// dies with it. Each attempt is refused at once, so only the backoff
+	// stands between us and a busy loop.
+	before := strings.Count(conn.Stderr(), `msg=dialing`)
+	s.sshd.Stop()
+	killServe(t, s.tri.Home)
+	time.Sleep(8 * time.Second)
+	attempts := strings.Count(conn.Stderr(), `msg=dialing`) - before
+	t.Logf("server down 8 s: %d dial attempts (backoff 0, 0.5, 1, 2, 4 s ...)", attempts)
+	if attempts < 3 || attempts > 8 {
+		t.Errorf("%d dial attempts in 8 s of outage; want 3..8 (immediate, then exponential backoff)", attempts)
+	}
+	if err := s.sshd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	back = waitUps(t, conn, 3, 45*time.Second)
+	t.Logf("server back: link up again %s later", back.Round(time.Millisecond))
+	conn.Cmd.Process.Signal(syscall.SIGTERM)
+	if code, err := conn.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("connect exit %d (%v)", code, err)
+	}
+}

@@ -1,0 +1,129 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/roamtun/roamtun/tunnel/ppp"
+)
+
+// Event is one step of a supervised tunnel, for logs, status and
+// notifications: a dial attempt, the link up, the link down and why, the
+// wait before the next attempt.
+type Event struct {
+	Time    time.Time
+	Kind    string // "dialing", "up", "down", "waiting"
+	Attempt int    // dial attempts since the tunnel last stayed up
+	Reason  error  // why the link went down (Kind "down")
+	Wait    time.Duration
+	Session ppp.Session // Kind "up"
+	Ifname  string      // Kind "up"
+}
+
+// SuperviseOptions say how to dial and run sessions.
+type SuperviseOptions struct {
+	Argv, Env []string // the dial command (ssh, or the profile's dial_command)
+	LogPrefix string   // "ssh" or "dial"
+	Session   SessionOptions
+	Backoff   Backoff
+	Once      bool          // one session, no redial
+	Kick      chan struct{} // a send makes a waiting redial happen at once (the network changed)
+	OnEvent   func(Event)
+	Log       *slog.Logger
+}
+
+// Supervise keeps a tunnel up: it dials, runs a session, and when the link
+// dies — ssh exits, LCP ends, echoes go unanswered — dials again, at once
+// the first time and then backing off. It returns nil when ctx is
+// cancelled (the session is closed cleanly first), or with Once the reason
+// the single session ended.
+func Supervise(ctx context.Context, o SuperviseOptions) error {
+	emit := func(e Event) {
+		e.Time = time.Now()
+		if o.OnEvent != nil {
+			o.OnEvent(e)
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		emit(Event{Kind: "dialing", Attempt: attempt})
+		var upAt time.Time
+		err := func() error {
+			cmd, err := StartCommand(o.Argv, o.Env, o.Log, o.LogPrefix)
+			if err != nil {
+				return err
+			}
+			so := o.Session
+			so.Stream = cmd
+			userUp := so.OnUp
+			so.OnUp = func(s ppp.Session, ifname string) {
+				upAt = time.Now()
+				emit(Event{Kind: "up", Attempt: attempt, Session: s, Ifname: ifname})
+				if userUp != nil {
+					userUp(s, ifname)
+				}
+			}
+			err = RunSession(ctx, so)
+			cmd.Close()
+			return EndReason(err, cmd)
+		}()
+		if ctx.Err() != nil {
+			return nil
+		}
+		var lasted time.Duration
+		if !upAt.IsZero() {
+			lasted = time.Since(upAt)
+			attempt = 0 // counted afresh after a session that came up
+		}
+		emit(Event{Kind: "down", Attempt: attempt, Reason: err})
+		if o.Once {
+			return err
+		}
+		wait := o.Backoff.Next(lasted)
+		emit(Event{Kind: "waiting", Attempt: attempt, Wait: wait, Reason: err})
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-o.Kick:
+			t.Stop()
+			o.Backoff.Reset()
+		}
+	}
+}
+
+// EndReason explains why a session over a dial command ended: when the
+// stream just stopped, the command's own words (ssh's host-key and
+// authentication messages above all) say more than "EOF".
+func EndReason(err error, cmd *Command) error {
+	if err == nil || errors.Is(err, ppp.ErrClosed) {
+		return err
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
+		<-waitExit(cmd, 2*time.Second)
+		if cerr := ClassifySSH(cmd.Stderr()); cerr != nil {
+			return cerr
+		}
+		if xerr := cmd.ExitError(); xerr != nil {
+			return xerr
+		}
+	}
+	return err
+}
+
+func waitExit(cmd *Command, d time.Duration) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		select {
+		case <-cmd.Exited():
+		case <-time.After(d):
+		}
+	}()
+	return ch
+}
