@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/roamtun/roamtun/tunnel"
+)
+
+var serverSetupCmd = &command{
+	name:  "server-setup",
+	usage: "[--user NAME] [--from CIDR] [--far-end pppd|roamtun] [--local IP --peer IP --dns IP] [--host NAME --port N] PUBKEY_FILE",
+	help:  "print what the server needs: account, authorized_keys, CHAP secrets, rights, the host key to pin",
+}
+
+func init() {
+	serverSetupCmd.run = runServerSetup
+	register(serverSetupCmd)
+}
+
+func runServerSetup(e *env, args []string) error {
+	fs, _ := newFlags(e, serverSetupCmd)
+	s := tunnel.ServerSetup{}
+	fs.StringVar(&s.User, "user", "ppp-link", "the dedicated account on the server")
+	from := fs.String("from", "", "accept the key only from this `CIDR` (authorized_keys from=)")
+	fs.StringVar(&s.FarEnd, "far-end", "pppd", "what runs on the server: pppd or roamtun")
+	local := fs.String("local", "10.9.0.1", "the server's address on the link")
+	peer := fs.String("peer", "10.9.0.2", "the laptop's address on the link")
+	dns := fs.String("dns", "", "DNS server to offer (default: --local)")
+	fs.StringVar(&s.Host, "host", "", "the server's name as the laptop dials it")
+	fs.IntVar(&s.Port, "port", 22, "the server's ssh port")
+	hostKey := fs.String("host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "the server's host key, to pin on the laptop")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want exactly one PUBKEY_FILE (the laptop's public key)")
+	}
+	var err error
+	if s.PubKey, err = tunnel.ReadPubKey(fs.Arg(0)); err != nil {
+		return err
+	}
+	if *from != "" {
+		if s.From, err = netip.ParsePrefix(*from); err != nil {
+			return usagef("--from: not a CIDR: %q", *from)
+		}
+	}
+	for _, a := range []struct {
+		flag string
+		val  string
+		dst  *netip.Addr
+	}{{"--local", *local, &s.Local}, {"--peer", *peer, &s.Peer}, {"--dns", *dns, &s.DNS}} {
+		if a.val == "" {
+			continue
+		}
+		if *a.dst, err = netip.ParseAddr(a.val); err != nil {
+			return usagef("%s: not an IP address: %q", a.flag, a.val)
+		}
+	}
+	// On the server itself the host key can be read; elsewhere the recipe
+	// says where to find it.
+	if k, err := tunnel.ReadPubKey(*hostKey); err == nil {
+		s.HostKeyPub = k
+	}
+	r, err := s.Recipe()
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprint(e.stdout, r)
+	return err
+}
