@@ -1,0 +1,182 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/policy"
+	"github.com/roamtun/roamtun/watcher"
+)
+
+func init() {
+	register(&command{name: "trust",
+		usage: "[--bssid[=MAC]] [--gateway[=MAC]] [--security K,K] [--verify HOST:PORT] [--profile P] [SSID]",
+		help:  "trust the current or named network", run: runTrust})
+	register(&command{name: "untrust", usage: "[SSID]",
+		help: "stop trusting the current or named network", run: runUntrust})
+	register(&command{name: "networks", usage: "",
+		help: "list the policy's rules and default", run: runNetworks})
+}
+
+// errNeedDaemon: "the current network" is only known to the daemon.
+var errNeedDaemon = errors.New("the current network is only known to a running daemon, which this build cannot ask yet: name the SSID (and give --bssid=MAC / --gateway=MAC explicitly)")
+
+// pinFlag is --bssid / --gateway: alone it means "pin the current one"
+// (DESIGN.md); with a value (--bssid=MAC or --bssid MAC) it pins that MAC.
+// It may be repeated.
+type pinFlag struct {
+	current bool
+	macs    []string
+}
+
+func (p *pinFlag) String() string   { return strings.Join(p.macs, ",") }
+func (p *pinFlag) IsBoolFlag() bool { return true }
+func (p *pinFlag) Set(s string) error {
+	switch s {
+	case "true":
+		p.current = true
+	case "false":
+		p.current = false
+	default:
+		p.macs = append(p.macs, strings.ToLower(s))
+	}
+	return nil
+}
+
+// joinPinValues turns "--bssid MAC" into "--bssid=MAC" when the next
+// argument looks like a MAC (glob): the flag is boolean for "pin the current".
+func joinPinValues(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name := strings.TrimLeft(a, "-")
+		if (name == "bssid" || name == "gateway") && strings.HasPrefix(a, "-") && i+1 < len(args) && looksLikeMAC(args[i+1]) {
+			out = append(out, a+"="+args[i+1])
+			i++
+			continue
+		}
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func looksLikeMAC(s string) bool {
+	if strings.Count(s, ":") < 2 {
+		return false
+	}
+	for _, c := range strings.ToLower(s) {
+		if !strings.ContainsRune("0123456789abcdef:*?", c) {
+			return false
+		}
+	}
+	return true
+}
+
+func runTrust(e *env, args []string) error {
+	fs, cfgPath := newFlags(e, commands["trust"])
+	var bssid, gw pinFlag
+	fs.Var(&bssid, "bssid", "pin the BSSID: alone the current one, or `MAC` (glob; repeatable)")
+	fs.Var(&gw, "gateway", "pin the gateway MAC: alone the current one, or `MAC` (glob; repeatable)")
+	sec := fs.String("security", "wpa2,wpa3", "accepted security `kinds`, comma-separated")
+	verify := fs.String("verify", "", "trust only if `HOST:PORT` answers with the profile's pinned host key")
+	profile := fs.String("profile", "", "profile whose known_hosts verify uses (default: the policy default's)")
+	if err := parseFlags(fs, joinPinValues(args)); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usagef("at most one SSID, got %d arguments", fs.NArg())
+	}
+	if fs.NArg() == 0 || bssid.current || gw.current {
+		return fmt.Errorf("trusting the current network: %w", errNeedDaemon)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	spec := policy.TrustSpec{SSID: fs.Arg(0), BSSID: bssid.macs, GatewayMAC: gw.macs,
+		Security: splitList(*sec), Verify: *verify, Profile: *profile}
+	if err := policy.Trust(cfg.Daemon.PolicyDir, spec, policyProfiles(cfg)); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "trusting %s (in %s/%s)\n", watcher.EscapeSSID(spec.SSID), cfg.Daemon.PolicyDir, policy.ManagedFile)
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func runUntrust(e *env, args []string) error {
+	fs, cfgPath := newFlags(e, commands["untrust"])
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usagef("at most one SSID, got %d arguments", fs.NArg())
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("untrusting the current network: %w", errNeedDaemon)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	ssid := fs.Arg(0)
+	removed, err := policy.Untrust(cfg.Daemon.PolicyDir, ssid, policyProfiles(cfg))
+	if removed {
+		fmt.Fprintf(e.stdout, "removed the trust rule for %s\n", watcher.EscapeSSID(ssid))
+	} else if err == nil {
+		fmt.Fprintf(e.stdout, "no rule trusts %s\n", watcher.EscapeSSID(ssid))
+	}
+	return err
+}
+
+func runNetworks(e *env, args []string) error {
+	fs, cfgPath := newFlags(e, commands["networks"])
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	_, pol, err := loadPolicy(*cfgPath)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "WHERE\tRULE\tMATCH\tACTION")
+	for i := range pol.Rules {
+		r := &pol.Rules[i]
+		act := string(r.Action)
+		if r.Profile != "" {
+			act += " (" + r.Profile + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Where(), r.Name, r.Describe(), act)
+	}
+	where := "built-in"
+	if pol.Default.File != "" {
+		where = fmt.Sprintf("%s:%d", pol.Default.File, pol.Default.Line)
+	}
+	act := string(pol.Default.Action)
+	if pol.Default.Profile != "" {
+		act += " (" + pol.Default.Profile + ")"
+	}
+	fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", where, policy.DefaultRule, "anything else", act)
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
+	fmt.Fprintln(e.stdout, "(recently seen networks come from the daemon, which this build cannot ask yet)")
+	return nil
+}
