@@ -170,6 +170,9 @@ UseDNS no
 PrintMotd no
 PrintLastLog no
 LogLevel VERBOSE
+# Only keys whose authorized_keys line allows it may open tunnels (ssh -w),
+# for the benchmark's comparison; the forced-command key has "restrict".
+PermitTunnel point-to-point
 `, port, ip, hostKey, ak, LabUser)), 0o644); err != nil {
 		return nil, err
 	}
@@ -181,6 +184,35 @@ LogLevel VERBOSE
 		return nil, err
 	}
 	return s, nil
+}
+
+// AddKey makes a new client key and authorizes it with the given
+// authorized_keys options (sshd reads the file at each login).
+func (s *SSHServer) AddKey(name, opts string) (string, error) {
+	key := filepath.Join(filepath.Dir(s.ClientKey), name)
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", key).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(s.ClientKey), "authorized_keys"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "%s %s", opts, pub)
+	return key, err
+}
+
+// SSHArgs are the client options for this server: pinned host key, the
+// given identity, batch mode. Append the command.
+func (s *SSHServer) SSHArgs(key string) []string {
+	host, port, _ := net.SplitHostPort(s.Addr)
+	return []string{"ssh", "-F", "/dev/null", "-T", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", key,
+		"-o", "UserKnownHostsFile=" + s.KnownHosts, "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
+		"-p", port, "-l", s.User, host}
 }
 
 // Start (re)starts sshd with its config and waits until it accepts.
