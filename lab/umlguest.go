@@ -42,6 +42,13 @@ func UMLAvailable() bool {
 // init after the PPP modules are loaded; console output goes to
 // g.Console). The lab stops it at Close.
 func (l *Lab) StartGuest(name, script string) (*Guest, error) {
+	return l.StartGuestIn(nil, name, script)
+}
+
+// StartGuestIn is StartGuest with the guest process in namespace ns (nil:
+// the caller's) and extra kernel parameters, e.g. a network device
+// "vec0:transport=tap,ifname=TAP" whose tap appears in ns.
+func (l *Lab) StartGuestIn(ns *Namespace, name, script string, extra ...string) (*Guest, error) {
 	if !UMLAvailable() {
 		return nil, errors.New("linux.uml not found: apt-get install user-mode-linux")
 	}
@@ -82,9 +89,13 @@ func (l *Lab) StartGuest(name, script string) (*Guest, error) {
 	}
 	defer console.Close()
 	umid := l.prefix + "-" + name
-	g.cmd = exec.Command("linux.uml", "mem=128M", "rootfstype=hostfs", "rootflags=/", "ro",
-		"init="+initPath, "quiet", "con=null", "con0=fd:0,fd:1", "ssl=null", "ssl0=fd:3,fd:4",
-		"uml_dir="+dir, "umid="+umid, "rt_script="+scriptPath)
+	argv := append([]string{"linux.uml", "mem=128M", "rootfstype=hostfs", "rootflags=/", "ro",
+		"init=" + initPath, "quiet", "con=null", "con0=fd:0,fd:1", "ssl=null", "ssl0=fd:3,fd:4",
+		"uml_dir=" + dir, "umid=" + umid, "rt_script=" + scriptPath}, extra...)
+	if ns != nil {
+		argv = ns.Exec(argv...)
+	}
+	g.cmd = exec.Command(argv[0], argv[1:]...)
 	g.cmd.Stdin, g.cmd.Stdout, g.cmd.Stderr = nil, console, console
 	g.cmd.ExtraFiles = []*os.File{in, out}
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
