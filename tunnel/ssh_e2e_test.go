@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -207,4 +208,63 @@ func TestRedial(t *testing.T) {
 	if code, err := conn.Wait(30 * time.Second); err != nil || code != 0 {
 		t.Fatalf("connect exit %d (%v)", code, err)
 	}
+}
+
+// TestCafeLinkOutage: the café's link to the laptop goes down for 10 s.
+// The link dies (echoes go unanswered), redials fail while the path is
+// gone, and once it returns the network change makes the next attempt
+// happen at once rather than after the backoff.
+func TestCafeLinkOutage(t *testing.T) {
+	t.Parallel()
+	s := startSSHLab(t, `keepalive = "1s"`)
+	conn := s.connect(t, "home")
+	waitUps(t, conn, 1, 60*time.Second)
+	if out, err := s.tri.Cafe.Run("ip", "link", "set", "lan0", "down"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	time.Sleep(10 * time.Second)
+	if out, err := s.tri.Cafe.Run("ip", "link", "set", "lan0", "up"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	back := waitUps(t, conn, 2, 60*time.Second)
+	t.Logf("café link down 10 s: tunnel back %s after the path returned (goal: 2 s)", back.Round(time.Millisecond))
+	if back > 2*time.Second {
+		t.Logf("slower than the 2 s goal; stderr:\n%s", conn.Stderr())
+	}
+	if out, err := s.tri.Laptop.Run("ping", "-c", "2", "-i", "0.2", "-W", "3", "10.9.0.1"); err != nil {
+		t.Fatalf("ping after the outage: %v\n%s", err, out)
+	}
+	conn.Cmd.Process.Signal(syscall.SIGTERM)
+	conn.Wait(30 * time.Second)
+}
+
+// TestServerUnreachableBacksOff: the server is unreachable for a minute
+// (the café loses its uplink; the laptop's own link stays up, so nothing
+// tells it to hurry). Attempts back off to the 30 s cap: counted, no busy
+// loop; the tunnel returns once the server is reachable again.
+func TestServerUnreachableBacksOff(t *testing.T) {
+	t.Parallel()
+	s := startSSHLab(t, `keepalive = "1s"`)
+	conn := s.connect(t, "home")
+	waitUps(t, conn, 1, 60*time.Second)
+	before := strings.Count(conn.Stderr(), "msg=dialing")
+	if out, err := s.tri.Cafe.Run("ip", "link", "set", "up0", "down"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	time.Sleep(60 * time.Second)
+	attempts := strings.Count(conn.Stderr(), "msg=dialing") - before
+	capped := regexp.MustCompile(`msg=redialing in=(2[7-9]|3[0-3])(\.\d+)?s`).MatchString(conn.Stderr())
+	t.Logf("server unreachable 60 s: %d dial attempts; reached the 30 s cap: %v", attempts, capped)
+	if attempts < 4 || attempts > 10 {
+		t.Errorf("%d attempts in 60 s; want 4..10 (0, 0.5, 1, 2, 4, 8, 16, 30 s apart)", attempts)
+	}
+	if !capped {
+		t.Errorf("the backoff never reached its 30 s cap; stderr:\n%s", conn.Stderr())
+	}
+	if out, err := s.tri.Cafe.Run("ip", "link", "set", "up0", "up"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	waitUps(t, conn, 2, 60*time.Second)
+	conn.Cmd.Process.Signal(syscall.SIGTERM)
+	conn.Wait(30 * time.Second)
 }

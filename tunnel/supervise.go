@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/roamtun/roamtun/tunnel/ppp"
@@ -51,6 +52,29 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 	for attempt := 1; ; attempt++ {
 		emit(Event{Kind: "dialing", Attempt: attempt})
 		var upAt time.Time
+		var up, kicked atomic.Bool
+		actx, cancel := context.WithCancel(ctx)
+		stopKick := make(chan struct{})
+		kickDone := make(chan struct{})
+		go func() {
+			// The network changed while an attempt is still dialing: it
+			// is likely stuck on the old path (ssh's SYNs into a dead
+			// route). Abandon it and dial afresh. A link that is up is
+			// left alone; its echoes tell whether it survived.
+			defer close(kickDone)
+			for {
+				select {
+				case <-o.Kick:
+					if !up.Load() {
+						kicked.Store(true)
+						cancel()
+						return
+					}
+				case <-stopKick:
+					return
+				}
+			}
+		}()
 		err := func() error {
 			cmd, err := StartCommand(o.Argv, o.Env, o.Log, o.LogPrefix)
 			if err != nil {
@@ -60,16 +84,20 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			so.Stream = cmd
 			userUp := so.OnUp
 			so.OnUp = func(s ppp.Session, ifname string) {
+				up.Store(true)
 				upAt = time.Now()
 				emit(Event{Kind: "up", Attempt: attempt, Session: s, Ifname: ifname})
 				if userUp != nil {
 					userUp(s, ifname)
 				}
 			}
-			err = RunSession(ctx, so)
+			err = RunSession(actx, so)
 			cmd.Close()
 			return EndReason(err, cmd)
 		}()
+		close(stopKick)
+		<-kickDone
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -78,9 +106,15 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			lasted = time.Since(upAt)
 			attempt = 0 // counted afresh after a session that came up
 		}
+		if kicked.Load() {
+			err = errors.New("the network changed while dialing")
+		}
 		emit(Event{Kind: "down", Attempt: attempt, Reason: err})
 		if o.Once {
 			return err
+		}
+		if kicked.Load() {
+			o.Backoff.Reset()
 		}
 		wait := o.Backoff.Next(lasted)
 		emit(Event{Kind: "waiting", Attempt: attempt, Wait: wait, Reason: err})
@@ -93,6 +127,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 		case <-o.Kick:
 			t.Stop()
 			o.Backoff.Reset()
+			o.Backoff.Next(0) // the attempt now is the immediate one
 		}
 	}
 }

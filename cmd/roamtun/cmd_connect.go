@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -51,8 +52,14 @@ func runConnect(e *env, args []string) error {
 		prefix = "ssh"
 	}
 	start := time.Now()
+	// A network change (link up, new route) makes a waiting redial happen
+	// at once instead of after the backoff.
+	kick := make(chan struct{}, 1)
+	wctx, stopWatch := context.WithCancel(e.ctx)
+	defer stopWatch()
+	go tunnel.WatchNetwork(wctx, kick, p.Interface, 100*time.Millisecond, e.log)
 	err = tunnel.Supervise(e.ctx, tunnel.SuperviseOptions{
-		Argv: argv, Env: env, LogPrefix: prefix, Once: *once, Log: e.log,
+		Argv: argv, Env: env, LogPrefix: prefix, Once: *once, Log: e.log, Kick: kick,
 		Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log},
 		OnEvent: func(ev tunnel.Event) {
 			switch ev.Kind {

@@ -1,0 +1,88 @@
+package tunnel
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// WatchNetwork sends on kick (without blocking) whenever links or routes
+// change in the caller's network namespace — a cable plugged, Wi-Fi
+// reassociated, a DHCP lease with a new gateway — so that a supervisor
+// waiting to redial tries at once. Changes to the tunnel's own device
+// (ignore) are left out. Bursts are coalesced for settle. It returns when
+// ctx is done; subscriptions that fail (ENOBUFS closes them) are renewed.
+func WatchNetwork(ctx context.Context, kick chan<- struct{}, ignore string, settle time.Duration, log *slog.Logger) {
+	for ctx.Err() == nil {
+		watchOnce(ctx, kick, ignore, settle, log)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second): // resubscribe after a failed subscription
+		}
+	}
+}
+
+func watchOnce(ctx context.Context, kick chan<- struct{}, ignore string, settle time.Duration, log *slog.Logger) {
+	done := make(chan struct{})
+	links := make(chan netlink.LinkUpdate, 64)
+	routes := make(chan netlink.RouteUpdate, 64)
+	defer func() {
+		close(done)
+		// The library closes each channel when its reader ends; until then
+		// it may be blocked sending to us: drain them.
+		go func() {
+			for range links {
+			}
+		}()
+		go func() {
+			for range routes {
+			}
+		}()
+	}()
+	onErr := func(err error) { log.Debug("netlink subscription", "err", err) }
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		log.Warn("watching links", "err", err)
+		return
+	}
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr}); err != nil {
+		log.Warn("watching routes", "err", err)
+		return
+	}
+	var timer <-chan time.Time
+	ignoreIndex := func() int {
+		if l, err := netlink.LinkByName(ignore); err == nil {
+			return l.Attrs().Index
+		}
+		return -1
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-links:
+			if !ok {
+				return
+			}
+			if u.Link != nil && u.Link.Attrs().Name == ignore {
+				continue
+			}
+			timer = time.After(settle)
+		case u, ok := <-routes:
+			if !ok {
+				return
+			}
+			if u.LinkIndex == ignoreIndex() {
+				continue
+			}
+			timer = time.After(settle)
+		case <-timer:
+			timer = nil
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
