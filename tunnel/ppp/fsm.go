@@ -112,14 +112,20 @@ func (f *fsm) lowerUp() {
 	case stInitial:
 		f.setState(stClosed)
 	case stStarting:
-		if f.passive {
-			f.setState(stStopped)
-			return
-		}
-		f.restart = f.l.maxConfigure
-		f.sendConfReq(false)
-		f.setState(stReqSent)
+		f.begin()
 	}
+}
+
+// begin starts negotiating (irc, scr → Req-Sent), or in passive mode waits
+// in Stopped for the peer's Configure-Request.
+func (f *fsm) begin() {
+	if f.passive {
+		f.setState(stStopped)
+		return
+	}
+	f.restart = f.l.maxConfigure
+	f.sendConfReq(false)
+	f.setState(stReqSent)
 }
 
 // lowerDown: the layer below went away ("Down" event).
@@ -146,13 +152,7 @@ func (f *fsm) open() {
 	case stInitial:
 		f.setState(stStarting)
 	case stClosed:
-		if f.passive {
-			f.setState(stStopped)
-			return
-		}
-		f.restart = f.l.maxConfigure
-		f.sendConfReq(false)
-		f.setState(stReqSent)
+		f.begin()
 	case stClosing:
 		f.setState(stStopping)
 	}
@@ -458,6 +458,25 @@ func (f *fsm) sendCodeReject(code, id byte, data []byte) {
 // send builds and writes one control packet.
 func (f *fsm) send(code, id byte, data []byte) {
 	f.l.sendControl(f.proto, code, id, data)
+}
+
+// reply picks the answer to a Configure-Request from what the protocol
+// made of its options (RFC 1661 §5.2–5.4): a malformed list is rejected
+// whole; else any Rejects go alone; else Naks (turned into Rejects after
+// max-failure, §4.6); else the request is acked as it came. acked says
+// whether the caller should adopt what it parsed.
+func reply(ok bool, opts, rejs, naks, dst []byte, rejectIfDisagree bool) (code byte, out []byte, acked bool) {
+	switch {
+	case !ok:
+		return codeConfRej, append(dst, opts...), false
+	case len(rejs) > 0:
+		return codeConfRej, append(dst, rejs...), false
+	case len(naks) > 0 && rejectIfDisagree:
+		return codeConfRej, append(dst, naks...), false
+	case len(naks) > 0:
+		return codeConfNak, append(dst, naks...), false
+	}
+	return codeConfAck, append(dst, opts...), true
 }
 
 // forOptions walks a Type-Length-Value option list (RFC 1661 §6). It returns

@@ -153,25 +153,16 @@ func (c *ipcp) reqCI(opts []byte, dst []byte, rejectIfDisagree bool) (byte, []by
 			rejs = append(rejs, raw...)
 		}
 	})
-	switch {
-	case !ok:
-		return codeConfRej, append(dst, opts...)
-	case len(rejs) > 0:
-		return codeConfRej, append(dst, rejs...)
-	case len(naks) > 0 && rejectIfDisagree:
-		return codeConfRej, append(dst, naks...)
-	case len(naks) > 0:
-		return codeConfNak, append(dst, naks...)
-	}
-	if !peer.IsValid() && c.l.cfg.PeerIP.IsValid() {
+	if ok && len(rejs) == 0 && len(naks) == 0 && !peer.IsValid() && c.l.cfg.PeerIP.IsValid() && !rejectIfDisagree {
 		// The peer did not ask for an address at all; tell it which to use
 		// (RFC 1332 §3.3 lets us Nak with an option it did not include).
-		if !rejectIfDisagree {
-			return codeConfNak, appendAddr(dst, ipcpAddr, c.l.cfg.PeerIP)
-		}
+		naks = appendAddr(naks, ipcpAddr, c.l.cfg.PeerIP)
 	}
-	c.peer = peer
-	return codeConfAck, append(dst, opts...)
+	code, out, acked := reply(ok, opts, rejs, naks, dst, rejectIfDisagree)
+	if acked {
+		c.peer = peer
+	}
+	return code, out
 }
 
 func (c *ipcp) up() {

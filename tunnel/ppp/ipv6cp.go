@@ -94,18 +94,11 @@ func (c *ipv6cp) reqCI(opts []byte, dst []byte, rejectIfDisagree bool) (byte, []
 		}
 		peer = id
 	})
-	switch {
-	case !ok:
-		return codeConfRej, append(dst, opts...)
-	case len(rejs) > 0:
-		return codeConfRej, append(dst, rejs...)
-	case len(naks) > 0 && rejectIfDisagree:
-		return codeConfRej, append(dst, naks...)
-	case len(naks) > 0:
-		return codeConfNak, append(dst, naks...)
+	code, out, acked := reply(ok, opts, rejs, naks, dst, rejectIfDisagree)
+	if acked {
+		c.peer = peer
 	}
-	c.peer = peer
-	return codeConfAck, append(dst, opts...)
+	return code, out
 }
 
 func (c *ipv6cp) up()       { c.l.ipv6cpUp(c.local, c.peer) }

@@ -222,19 +222,11 @@ func (c *lcp) reqCI(opts []byte, dst []byte, rejectIfDisagree bool) (byte, []byt
 			rejs = append(rejs, raw...)
 		}
 	})
-	switch {
-	case !ok:
-		// A malformed list: reject it whole rather than guess (pppd does the same).
-		return codeConfRej, append(dst, opts...)
-	case len(rejs) > 0:
-		return codeConfRej, append(dst, rejs...)
-	case len(naks) > 0 && rejectIfDisagree:
-		return codeConfRej, append(dst, naks...)
-	case len(naks) > 0:
-		return codeConfNak, append(dst, naks...)
+	code, out, acked := reply(ok, opts, rejs, naks, dst, rejectIfDisagree)
+	if acked {
+		c.tx, c.peerMRU, c.peerWantsCHAP = tx, peerMRU, wantsCHAP
 	}
-	c.tx, c.peerMRU, c.peerWantsCHAP = tx, peerMRU, wantsCHAP
-	return codeConfAck, append(dst, opts...)
+	return code, out
 }
 
 func (c *lcp) up() {

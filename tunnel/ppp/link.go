@@ -327,24 +327,18 @@ func (l *Link) reader(errc chan<- error) {
 
 func (l *Link) frame(proto uint16, p []byte) {
 	l.rxFrames.Add(1)
-	switch proto {
-	case ProtoIPv4:
-		if l.v4open.Load() {
-			l.rxPkts.Add(1)
-			l.rxBytes.Add(uint64(len(p)))
-			l.handler(p)
-		} else {
-			l.dropped.Add(1)
+	if proto == ProtoIPv4 || proto == ProtoIPv6 {
+		open := l.v4open.Load()
+		if proto == ProtoIPv6 {
+			open = l.v6open.Load()
 		}
-		return
-	case ProtoIPv6:
-		if l.v6open.Load() {
-			l.rxPkts.Add(1)
-			l.rxBytes.Add(uint64(len(p)))
-			l.handler(p)
-		} else {
-			l.dropped.Add(1)
+		if !open {
+			l.dropped.Add(1) // its network protocol is not open (yet)
+			return
 		}
+		l.rxPkts.Add(1)
+		l.rxBytes.Add(uint64(len(p)))
+		l.handler(p)
 		return
 	}
 	pkt := append([]byte(nil), p...)
