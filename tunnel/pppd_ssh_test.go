@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,7 +20,7 @@ import (
 // `pppd notty`; the laptop runs roamtun connect over ssh.
 func TestConnectOverSSHToStockPPPD(t *testing.T) {
 	l := lab.NewT(t)
-	for _, c := range []string{"linux.uml", "pppd", "sshd", "ethtool"} {
+	for _, c := range []string{"linux.uml", "pppd", "sshd", "ethtool", "iperf3"} {
 		lab.RequireCommand(t, c)
 	}
 	bin := roamtun(t)
@@ -67,6 +68,7 @@ printf '%%s' '%s' > /run/chap-secrets
 chmod 600 /run/chap-secrets
 mount --bind /run/chap-secrets /etc/ppp/chap-secrets
 mkdir -p /run/sshd
+iperf3 -s -D
 /usr/sbin/sshd -D -e -f %s/sshd_config &
 echo RT-SSHD-STARTED
 while :; do sleep 3600; done
@@ -134,6 +136,16 @@ interface = "roamtun0"
 	if out, err := tri.Laptop.Run("ping", "-c", "3", "-i", "0.3", "-W", "3", "10.9.0.1"); err != nil {
 		t.Fatalf("ping through PPP over ssh to pppd: %v\n%s", err, out)
 	}
+	// A bulk transfer through PPP over ssh into the guest's kernel PPP.
+	out, err := tri.Laptop.Run("iperf3", "-c", "10.9.0.1", "-t", "3", "-f", "m")
+	if err != nil {
+		t.Fatalf("iperf3 through the link: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`([\d.]+) Mbits/sec\s+receiver`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0.00" {
+		t.Fatalf("no data arrived:\n%s", out)
+	}
+	t.Logf("iperf3 into stock pppd over ssh: %s Mbit/s (user-mode-linux bound)", m[1])
 	time.Sleep(3 * time.Second) // pppd's 1 s echo checks keep passing over ssh
 	select {
 	case <-conn.Done():
