@@ -268,3 +268,50 @@ func TestServerUnreachableBacksOff(t *testing.T) {
 	conn.Cmd.Process.Signal(syscall.SIGTERM)
 	conn.Wait(30 * time.Second)
 }
+
+// TestConnectWithAgent: a passphrase-protected key held by ssh-agent, as in
+// the classic setup; the profile names the agent's socket and the public
+// half of the key to use.
+func TestConnectWithAgent(t *testing.T) {
+	t.Parallel()
+	s := startSSHLab(t, "")
+	lab.RequireCommand(t, "ssh-agent")
+	// Encrypt the authorized key with a passphrase: without the agent it is useless to BatchMode ssh.
+	if out, err := exec.Command("ssh-keygen", "-q", "-p", "-N", "correct horse", "-P", "", "-f", s.sshd.ClientKey).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	// Without the agent the encrypted key cannot be used (BatchMode: no prompt).
+	if code, err := s.connect(t, "--once", "home").Wait(60 * time.Second); err != nil || code != 1 {
+		t.Fatalf("encrypted key without agent: exit %d (%v), want 1", code, err)
+	}
+	sock := filepath.Join(s.dir, "agent.sock")
+	if _, err := s.tri.Laptop.StartProc(nil, "ssh-agent", "-D", "-a", sock); err != nil {
+		t.Fatal(err)
+	}
+	askpass := writeFile(t, s.dir, "askpass", "#!/bin/sh\necho 'correct horse'\n", 0o700)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		add := exec.Command("ssh-add", s.sshd.ClientKey)
+		add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock, "SSH_ASKPASS="+askpass, "SSH_ASKPASS_REQUIRE=force", "DISPLAY=none")
+		out, err := add.CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh-add: %v %s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cfg, _ := os.ReadFile(s.cfg)
+	text := strings.Replace(string(cfg), fmt.Sprintf("identity_file = %q", s.sshd.ClientKey),
+		fmt.Sprintf("identity_file = %q\nagent_socket = %q", s.sshd.ClientKey+".pub", sock), 1)
+	os.WriteFile(s.cfg, []byte(text), 0o644)
+	conn := s.connect(t, "--once", "home")
+	if _, err := conn.WaitOutput(`up: roamtun0 10\.9\.0\.2 -> 10\.9\.0\.1`, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	conn.Cmd.Process.Signal(syscall.SIGTERM)
+	if code, err := conn.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("connect exit %d (%v)", code, err)
+	}
+}
