@@ -61,16 +61,18 @@ nodefaultroute
 nodetach`
 
 const recipe = `### On the server, as root ###
+umask 077   # everything created below is private unless said otherwise
 
 # 1. A dedicated account: key login only, no password, nothing but the
 #    forced command below.
-useradd --system --create-home --shell /bin/sh {user}
+id -u {user} >/dev/null 2>&1 || useradd --system --create-home --shell /bin/sh {user}
 usermod -p '*' {user}        # '*': no password works; '!' would lock key logins too
 
 # 2. The laptop's key, allowed to run one command and nothing else
 #    (restrict: no pty, no forwarding, no agent, no X11):
 install -d -m 0700 -o {user} -g {user} ~{user}/.ssh
-echo '{opts} {pubkey}' >> ~{user}/.ssh/authorized_keys
+grep -qxF '{opts} {pubkey}' ~{user}/.ssh/authorized_keys 2>/dev/null ||
+  echo '{opts} {pubkey}' >> ~{user}/.ssh/authorized_keys
 chown {user}: ~{user}/.ssh/authorized_keys; chmod 0600 ~{user}/.ssh/authorized_keys
 
 # 3. The right to create the link's interface:
@@ -78,6 +80,9 @@ chown {user}: ~{user}/.ssh/authorized_keys; chmod 0600 ~{user}/.ssh/authorized_k
 
 # 4. CHAP secrets, a different one each way, in {secrets} ({secretsmode}):
 #    client  server  secret  addresses
+if grep -qE '^[[:space:]]*({client}[[:space:]]+{server}|{server}[[:space:]]+{client})[[:space:]]' {secrets} 2>/dev/null; then
+  echo 'roamtun: {secrets} already has secrets for {client}/{server}; remove them to set new ones' >&2; exit 1
+fi
 echo '{client} {server} "{c2s}" {peer}' >> {secrets}
 echo '{server} {client} "{s2c}" *' >> {secrets}
 
@@ -175,6 +180,19 @@ func (s ServerSetup) Recipe() (string, error) {
 		"{c2s}", secret(), "{s2c}", secret(), "{peer}", s.Peer.String(), "{hostpat}", hostPat,
 		"{pin}", pin, "{host}", s.Host, "{port}", fmt.Sprint(s.Port))
 	return r.Replace(recipe), nil
+}
+
+// laptopMarker starts the part of the recipe that is for the laptop.
+const laptopMarker = "### On the laptop, as root ###"
+
+// Split returns the server's part of a recipe (a shell script) and the
+// laptop's part (for the person to carry over).
+func Split(recipe string) (server, laptop string) {
+	i := strings.Index(recipe, laptopMarker)
+	if i < 0 {
+		return recipe, ""
+	}
+	return recipe[:i], recipe[i:]
 }
 
 // secret returns 24 random bytes as URL-safe base64: nothing to quote.

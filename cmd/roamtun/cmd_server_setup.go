@@ -3,14 +3,16 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"strings"
 
 	"github.com/roamtun/roamtun/tunnel"
 )
 
 var serverSetupCmd = &command{
 	name:  "server-setup",
-	usage: "[--user NAME] [--from CIDR] [--far-end pppd|roamtun] [--local IP --peer IP --dns IP] [--host NAME --port N] PUBKEY_FILE",
-	help:  "print what the server needs: account, authorized_keys, CHAP secrets, rights, the host key to pin",
+	usage: "[--user NAME] [--from CIDR] [--far-end pppd|roamtun] [--apply] [--local IP --peer IP --dns IP] [--host NAME --port N] PUBKEY_FILE",
+	help:  "print (or with --apply, perform) what the server needs: account, restricted key, CHAP secrets, rights, host key to pin",
 }
 
 func init() {
@@ -30,6 +32,8 @@ func runServerSetup(e *env, args []string) error {
 	fs.StringVar(&s.Host, "host", "", "the server's name as the laptop dials it")
 	fs.IntVar(&s.Port, "port", 22, "the server's ssh port")
 	hostKey := fs.String("host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "the server's host key, to pin on the laptop")
+	fs.StringVar(&s.Roamtun, "roamtun", "/usr/local/bin/roamtun", "where roamtun is installed on the server (--far-end roamtun)")
+	apply := fs.Bool("apply", false, "run the server's part here (as root) instead of printing it; print the laptop's part")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -66,6 +70,17 @@ func runServerSetup(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprint(e.stdout, r)
+	if !*apply {
+		_, err = fmt.Fprint(e.stdout, r)
+		return err
+	}
+	server, laptop := tunnel.Split(r)
+	sh := exec.CommandContext(e.ctx, "/bin/sh", "-e", "-x")
+	sh.Stdin = strings.NewReader(server)
+	sh.Stdout, sh.Stderr = e.stderr, e.stderr
+	if err := sh.Run(); err != nil {
+		return fmt.Errorf("applying the server setup: %w (see the commands above)", err)
+	}
+	_, err = fmt.Fprint(e.stdout, "# The server is set up. Now:\n\n"+laptop)
 	return err
 }
