@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // WatchNetwork sends on kick (without blocking) whenever links or routes
@@ -65,7 +66,10 @@ func watchOnce(ctx context.Context, kick chan<- struct{}, ignore string, settle 
 			if !ok {
 				return
 			}
-			if u.Link != nil && u.Link.Attrs().Name == ignore {
+			// Only something coming up can make a redial succeed; a link
+			// going down is the echoes' business.
+			if u.Link == nil || u.Link.Attrs().Name == ignore || u.Header.Type != unix.RTM_NEWLINK ||
+				u.IfInfomsg.Flags&unix.IFF_UP == 0 || u.IfInfomsg.Flags&unix.IFF_RUNNING == 0 {
 				continue
 			}
 			timer = time.After(settle)
@@ -73,7 +77,11 @@ func watchOnce(ctx context.Context, kick chan<- struct{}, ignore string, settle 
 			if !ok {
 				return
 			}
-			if u.LinkIndex == ignoreIndex() {
+			// New routes only, and not the cache entries the kernel clones
+			// for ICMP errors and PMTU: those come with every failed attempt
+			// and would otherwise keep "changing the network".
+			if u.Type != unix.RTM_NEWROUTE || u.Flags&unix.RTM_F_CLONED != 0 ||
+				(u.Table != 0 && u.Table != unix.RT_TABLE_MAIN) || u.LinkIndex == ignoreIndex() {
 				continue
 			}
 			timer = time.After(settle)

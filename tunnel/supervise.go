@@ -49,6 +49,32 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			o.OnEvent(e)
 		}
 	}
+	// A kick is honoured at most once per kickGap: whatever flood of
+	// events the network produces, it cannot turn into a busy loop.
+	const kickGap = 2 * time.Second
+	kicks := make(chan struct{}, 1)
+	if o.Kick != nil {
+		kctx, stopKicks := context.WithCancel(ctx)
+		defer stopKicks()
+		go func() {
+			var last time.Time
+			for {
+				select {
+				case <-kctx.Done():
+					return
+				case <-o.Kick:
+					if time.Since(last) < kickGap {
+						continue
+					}
+					last = time.Now()
+					select {
+					case kicks <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
 	for attempt := 1; ; attempt++ {
 		emit(Event{Kind: "dialing", Attempt: attempt})
 		var upAt time.Time
@@ -64,7 +90,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			defer close(kickDone)
 			for {
 				select {
-				case <-o.Kick:
+				case <-kicks:
 					if !up.Load() {
 						kicked.Store(true)
 						cancel()
@@ -124,7 +150,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			t.Stop()
 			return nil
 		case <-t.C:
-		case <-o.Kick:
+		case <-kicks:
 			t.Stop()
 			o.Backoff.Reset()
 			o.Backoff.Next(0) // the attempt now is the immediate one
