@@ -133,22 +133,16 @@ func (l *Lab) StartSSHD(ns *Namespace, ip string, port int, forced string) (*SSH
 		ClientKey: filepath.Join(dir, "id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"),
 		Log: filepath.Join(dir, "sshd.log")}
 	hostKey := filepath.Join(dir, "host_ed25519")
-	for _, k := range []string{hostKey, s.ClientKey} {
-		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "roamtun-lab", "-f", k).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
-		}
+	var err error
+	if s.HostKeyPub, err = Keygen(hostKey, "roamtun-lab-host"); err != nil {
+		return nil, err
 	}
-	pub, err := os.ReadFile(s.ClientKey + ".pub")
+	pub, err := Keygen(s.ClientKey, "roamtun-lab")
 	if err != nil {
 		return nil, err
 	}
-	hpub, err := os.ReadFile(hostKey + ".pub")
-	if err != nil {
-		return nil, err
-	}
-	s.HostKeyPub = strings.Join(strings.Fields(string(hpub))[:2], " ")
 	ak := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(ak, []byte(fmt.Sprintf("restrict,command=%q %s", forced, pub)), 0o644); err != nil {
+	if err := os.WriteFile(ak, []byte(fmt.Sprintf("restrict,command=%q %s\n", forced, pub)), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(s.KnownHosts, []byte(fmt.Sprintf("[%s]:%d %s\n", ip, port, s.HostKeyPub)), 0o644); err != nil {
@@ -190,10 +184,7 @@ PermitTunnel point-to-point
 // authorized_keys options (sshd reads the file at each login).
 func (s *SSHServer) AddKey(name, opts string) (string, error) {
 	key := filepath.Join(filepath.Dir(s.ClientKey), name)
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", key).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("ssh-keygen: %v: %s", err, out)
-	}
-	pub, err := os.ReadFile(key + ".pub")
+	pub, err := Keygen(key, name)
 	if err != nil {
 		return "", err
 	}
@@ -202,7 +193,7 @@ func (s *SSHServer) AddKey(name, opts string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	_, err = fmt.Fprintf(f, "%s %s", opts, pub)
+	_, err = fmt.Fprintf(f, "%s %s\n", opts, pub)
 	return key, err
 }
 
@@ -213,6 +204,20 @@ func (s *SSHServer) SSHArgs(key string) []string {
 	return []string{"ssh", "-F", "/dev/null", "-T", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", key,
 		"-o", "UserKnownHostsFile=" + s.KnownHosts, "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
 		"-p", port, "-l", s.User, host}
+}
+
+// Keygen makes an unencrypted ed25519 key pair at path (and path.pub) and
+// returns the public key as "TYPE BASE64", the form known_hosts and
+// authorized_keys take.
+func Keygen(path, comment string) (string, error) {
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(path + ".pub")
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(strings.Fields(string(pub))[:2], " "), nil
 }
 
 // Start (re)starts sshd with its config and waits until it accepts.

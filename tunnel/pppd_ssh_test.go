@@ -2,8 +2,6 @@ package tunnel_test
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -30,16 +28,17 @@ func TestConnectOverSSHToStockPPPD(t *testing.T) {
 	}
 	dir := l.Dir()
 	hostKey, clientKey := filepath.Join(dir, "guest_host_key"), filepath.Join(dir, "laptop_key")
-	for _, k := range []string{hostKey, clientKey} {
-		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k).CombinedOutput(); err != nil {
-			t.Fatalf("%v %s", err, out)
-		}
+	hpub, err := lab.Keygen(hostKey, "guest-host")
+	if err != nil {
+		t.Fatal(err)
 	}
-	pub, _ := os.ReadFile(clientKey + ".pub")
-	hpub, _ := os.ReadFile(hostKey + ".pub")
+	pub, err := lab.Keygen(clientKey, "laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
 	pppd := "/usr/sbin/pppd notty require-chap name server remotename client ms-dns 10.9.0.53 10.9.0.1:10.9.0.2 " +
 		"local nolock noipv6 lcp-echo-interval 1 lcp-echo-failure 3 debug logfd 2 ip-up-script /bin/true ip-down-script /bin/true"
-	writeFile(t, dir, "authorized_keys", fmt.Sprintf("restrict,command=%q %s", pppd, pub), 0o644)
+	writeFile(t, dir, "authorized_keys", fmt.Sprintf("restrict,command=%q %s\n", pppd, pub), 0o644)
 	writeFile(t, dir, "sshd_config", fmt.Sprintf(`Port 22
 ListenAddress 10.202.0.2
 HostKey %s
@@ -107,7 +106,7 @@ while :; do sleep 3600; done
 		t.Fatal(err)
 	}
 	secrets := writeFile(t, dir, "chap-secrets", goodSecrets, 0o600)
-	knownHosts := writeFile(t, dir, "known_hosts", "10.202.0.2 "+strings.Join(strings.Fields(string(hpub))[:2], " ")+"\n", 0o644)
+	knownHosts := writeFile(t, dir, "known_hosts", "10.202.0.2 "+hpub+"\n", 0o644)
 	cfg := writeFile(t, dir, "roamtun.toml", fmt.Sprintf(`[profile.home]
 host = "10.202.0.2"
 user = "root"

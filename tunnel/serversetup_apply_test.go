@@ -23,8 +23,8 @@ func TestServerSetupApply(t *testing.T) {
 	bin := roamtun(t)
 	dir := l.Dir()
 	key := filepath.Join(dir, "laptop")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "laptop", "-f", key).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
+	if _, err := lab.Keygen(key, "laptop"); err != nil {
+		t.Fatal(err)
 	}
 	setup := fmt.Sprintf("%s server-setup --apply --user rt-apply-test --far-end roamtun --roamtun %s/rt-serve "+
 		"--from 10.200.1.0/24 --host vpn.example.net --host-key /dev/null %s.pub", bin, dir, key)

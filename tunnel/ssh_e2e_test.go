@@ -108,12 +108,12 @@ func TestSSHRefusals(t *testing.T) {
 	s := startSSHLab(t, "")
 	// Another server's key pinned for this address: a man in the middle.
 	other := filepath.Join(s.dir, "other")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
+	pub, err := lab.Keygen(other, "other")
+	if err != nil {
+		t.Fatal(err)
 	}
-	pub, _ := os.ReadFile(other + ".pub")
 	good, _ := os.ReadFile(s.sshd.KnownHosts)
-	os.WriteFile(s.sshd.KnownHosts, []byte(fmt.Sprintf("[%s]:2222 %s\n", lab.HomeIP, strings.Join(strings.Fields(string(pub))[:2], " "))), 0o644)
+	os.WriteFile(s.sshd.KnownHosts, []byte(fmt.Sprintf("[%s]:2222 %s\n", lab.HomeIP, pub)), 0o644)
 	conn := s.connect(t, "--once", "home")
 	if code, err := conn.Wait(60 * time.Second); err != nil || code != 1 {
 		t.Fatalf("wrong host key: exit %d (%v)", code, err)
