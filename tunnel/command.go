@@ -1,7 +1,7 @@
 package tunnel
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +39,9 @@ func StartCommand(argv, env []string, log *slog.Logger, logPrefix string) (*Comm
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
+	// Pdeathsig: if roamtun dies (even by SIGKILL) its ssh goes too. Linux
+	// ties it to the starting thread (golang/go#27505), so StartCommand must
+	// not be called from a goroutine that locked its OS thread.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -48,39 +51,68 @@ func StartCommand(argv, env []string, log *slog.Logger, logPrefix string) (*Comm
 	if err != nil {
 		return nil, err
 	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
+	c := &Command{cmd: cmd, log: log, exited: make(chan struct{})}
+	lw := &lineWriter{fn: func(line string) {
+		log.Info(logPrefix+": "+line, "component", logPrefix)
+		c.mu.Lock()
+		c.tail = append(c.tail, line)
+		if len(c.tail) > 20 {
+			c.tail = c.tail[1:]
+		}
+		c.mu.Unlock()
+	}}
+	cmd.Stderr = lw
+	// A descendant that outlives the command (an ssh ControlPersist master,
+	// say) could hold stderr open for ever; don't let it hold Wait.
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", argv[0], err)
 	}
-	c := &Command{cmd: cmd, stdin: stdin, stdout: stdout, log: log, exited: make(chan struct{})}
-	stderrDone := make(chan struct{})
+	c.stdin, c.stdout = stdin, stdout
 	go func() {
-		defer close(stderrDone)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 4096), 64<<10)
-		for sc.Scan() {
-			line := sc.Text()
-			log.Info(logPrefix+": "+line, "component", logPrefix)
-			c.mu.Lock()
-			c.tail = append(c.tail, line)
-			if len(c.tail) > 20 {
-				c.tail = c.tail[1:]
-			}
-			c.mu.Unlock()
-		}
-	}()
-	go func() {
-		<-stderrDone // Wait closes the pipes: read stderr to the end first
 		err := cmd.Wait()
+		lw.flush()
 		c.mu.Lock()
 		c.waitErr = err
 		c.mu.Unlock()
 		close(c.exited)
 	}()
 	return c, nil
+}
+
+// lineWriter hands complete lines to fn.
+type lineWriter struct {
+	mu  sync.Mutex
+	buf []byte
+	fn  func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.fn(strings.TrimRight(string(w.buf[:i]), "\r"))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 64<<10 { // a line without end: hand it on in pieces
+		w.fn(string(w.buf))
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.fn(string(w.buf))
+		w.buf = nil
+	}
 }
 
 // Read reads from the command's stdout.
@@ -132,7 +164,10 @@ func (c *Command) Close() error {
 			case <-c.exited:
 			case <-time.After(2 * time.Second):
 				syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-				<-c.exited
+				select {
+				case <-c.exited:
+				case <-time.After(5 * time.Second): // bounded: WaitDelay ends Wait by then
+				}
 			}
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
+
+	"github.com/roamtun/roamtun/tunnel/ppp"
 )
 
 // PacketLink is the packet side of a PPP link (*ppp.Link satisfies it).
@@ -17,6 +19,7 @@ type PacketLink interface {
 type PumpStats struct {
 	ToLink, FromLink atomic.Uint64
 	DroppedNotUp     atomic.Uint64 // read from the TUN before the link was up
+	LinkWriteErrs    atomic.Uint64 // the stream refused a packet (it is ending)
 	TUNWriteErrs     atomic.Uint64
 }
 
@@ -46,7 +49,11 @@ func Pump(dev io.ReadWriter, link PacketLink, mtu int, st *PumpStats) error {
 			return err
 		}
 		if err := link.WritePacket(buf[:n]); err != nil {
-			st.DroppedNotUp.Add(1)
+			if errors.Is(err, ppp.ErrNotUp) {
+				st.DroppedNotUp.Add(1)
+			} else {
+				st.LinkWriteErrs.Add(1)
+			}
 			continue
 		}
 		st.ToLink.Add(1)

@@ -54,7 +54,9 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 		}
 	}()
 	upErr := make(chan error, 1)
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		select {
 		case <-link.Up():
 		case <-link.Done():

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -79,6 +80,8 @@ func runServe(e *env, args []string) error {
 	}
 	if *ifname == "" {
 		*ifname = "rtserve" + strconv.Itoa(os.Getpid())
+	} else if !ifnameRE.MatchString(*ifname) {
+		return usagef("--interface: not a valid interface name (1-15 of A-Z a-z 0-9 _ . -): %q", *ifname)
 	}
 	switch s, err := ppp.LoadSecrets(*secrets); {
 	case err == nil:
@@ -109,6 +112,8 @@ func runServe(e *env, args []string) error {
 		return err
 	}
 }
+
+var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // flagAddr parses an IPv4 address flag.
 func flagAddr(flag, s string) (netip.Addr, error) {

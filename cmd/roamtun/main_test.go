@@ -37,6 +37,7 @@ func TestDispatch(t *testing.T) {
 		{[]string{"serve", "--local", "10.0.0.1", "--peer", "10.0.0.2", "--dns", "1.1.1.1,8.8.8.8,9.9.9.9"}, 2, "at most two"},
 		{[]string{"serve", "--local", "10.0.0.1", "--peer", "10.0.0.2", "--mtu", "70"}, 2, "--mtu"},
 		{[]string{"serve", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"serve", "--local", "10.0.0.1", "--peer", "10.0.0.2", "--interface", "much-too-long-a-name"}, 2, "not a valid interface name"},
 		{[]string{"serve", "--local", "10.0.0.1", "--peer", "10.0.0.2", "extra"}, 2, "unexpected arguments"},
 		{[]string{"serve", "--local", "10.0.0.1", "--peer", "10.0.0.2", "--require-chap", "--secrets", "/nonexistent/chap-secrets"}, 1, "reading secrets"},
 		{[]string{"connect"}, 2, "want exactly one PROFILE"},
