@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -115,6 +116,12 @@ func (l *Lab) Namespace(role string) (*Namespace, error) {
 		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	ns := &Namespace{lab: l, name: name}
+	// Every process the lab starts in the namespace (through ip netns exec)
+	// sees this file bind-mounted over /etc/resolv.conf: DNS changes made
+	// in a lab never reach the host's.
+	if err := os.MkdirAll(filepath.Dir(ns.ResolvConf()), 0o755); err == nil {
+		err = os.WriteFile(ns.ResolvConf(), []byte("# resolv.conf of lab namespace "+name+"\nnameserver 10.200.1.1\n"), 0o644)
+	}
 	l.mu.Lock()
 	l.nss = append(l.nss, ns)
 	l.mu.Unlock()
@@ -123,6 +130,9 @@ func (l *Lab) Namespace(role string) (*Namespace, error) {
 	}
 	return ns, nil
 }
+
+// ResolvConf is the file processes in the namespace see as /etc/resolv.conf.
+func (ns *Namespace) ResolvConf() string { return filepath.Join("/etc/netns", ns.name, "resolv.conf") }
 
 // Name is the namespace's name (for ip netns exec).
 func (ns *Namespace) Name() string { return ns.name }
@@ -223,6 +233,10 @@ func (l *Lab) Veth(a *Namespace, aName, aAddr string, b *Namespace, bName, bAddr
 				return err
 			}
 		}
+		// No duplicate address detection: the link-local address is usable
+		// (and in the tables) as soon as the link is up, so snapshots of
+		// the tables taken before and after a test compare equal.
+		e.ns.Run("sysctl", "-qw", "net.ipv6.conf."+e.name+".accept_dad=0")
 		if _, err := e.ns.Run("ip", "link", "set", e.name, "up"); err != nil {
 			return err
 		}
@@ -264,6 +278,7 @@ func (l *Lab) Close() {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		exec.Command("ip", "netns", "del", ns.name).Run()
+		os.RemoveAll(filepath.Dir(ns.ResolvConf()))
 	}
 	if l.dir != "" {
 		os.RemoveAll(l.dir)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -77,8 +78,24 @@ func (l *Lab) Triangle() (*Triangle, error) {
 	return &t, nil
 }
 
+var userMu sync.Mutex
+
 // EnsureLabUser creates LabUser if missing and returns its uid and gid.
+//
+// Tests running in parallel (and other test binaries) call it at the same
+// time on a fresh machine: useradd and usermod are serialised with a lock
+// file, so that no caller sees the account half made.
 func EnsureLabUser() (uid, gid int, err error) {
+	userMu.Lock()
+	defer userMu.Unlock()
+	lock, err := os.OpenFile("/run/roamtun-lab-user.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return 0, 0, err
+	}
 	u, err := user.Lookup(LabUser)
 	if err != nil {
 		out, aerr := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",

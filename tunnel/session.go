@@ -17,8 +17,9 @@ type SessionOptions struct {
 	Link      ppp.Config
 	Interface string // TUN device name
 	MTU       int
-	// OnUp runs once the link is up and the TUN configured.
-	OnUp func(s ppp.Session, ifname string)
+	// OnUp runs once the link is up and the TUN configured; stats reads
+	// the link's counters for as long as it lives.
+	OnUp func(s ppp.Session, ifname string, stats func() ppp.Stats)
 	Log  *slog.Logger
 }
 
@@ -73,7 +74,7 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 			return
 		}
 		if o.OnUp != nil {
-			o.OnUp(s, tun.Name())
+			o.OnUp(s, tun.Name(), link.Stats)
 		}
 	}()
 	stop := context.AfterFunc(ctx, func() { link.Close() })

@@ -1,10 +1,15 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/roamtun/roamtun/config"
 )
@@ -102,4 +107,55 @@ func ClassifySSH(stderr []string) error {
 		}
 	}
 	return nil
+}
+
+// ResolveServer returns the address a profile's server is dialed at: the
+// host itself when it is an address, else its first address from DNS (IPv4
+// first). It is looked up once, before routes and DNS change: the tunnel's
+// routes are made for exactly this address, and while redialing the
+// tunnel's DNS servers are out of reach.
+func ResolveServer(ctx context.Context, host string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap(), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("resolving the server %s: %w", host, err)
+	}
+	slices.SortStableFunc(addrs, func(a, b netip.Addr) int {
+		switch {
+		case a.Unmap().Is4() && !b.Unmap().Is4():
+			return -1
+		case !a.Unmap().Is4() && b.Unmap().Is4():
+			return 1
+		}
+		return 0
+	})
+	if len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("resolving the server %s: no address", host)
+	}
+	return addrs[0].Unmap(), nil
+}
+
+// SSHCommandTo is SSHCommand dialing exactly addr (the address routes were
+// made for) while still checking the host key pinned under the profile's
+// host name.
+func SSHCommandTo(p *config.Profile, addr netip.Addr) (argv, env []string) {
+	if a, err := netip.ParseAddr(p.Host); err == nil && a.Unmap() == addr {
+		return SSHCommand(p)
+	}
+	q := *p
+	// ssh takes the first value given: HostName before the profile's
+	// options (routing depends on it), HostKeyAlias after them.
+	q.SSHOptions = append([]string{"HostName=" + addr.String()}, p.SSHOptions...)
+	// The alias is looked up verbatim, so it carries the port the way
+	// known_hosts writes one that is not 22.
+	alias := p.Host
+	if p.Port != 22 {
+		alias = "[" + p.Host + "]:" + strconv.Itoa(p.Port)
+	}
+	q.SSHOptions = append(q.SSHOptions, "HostKeyAlias="+alias)
+	return SSHCommand(&q)
 }

@@ -55,7 +55,10 @@ func startSSHLab(t testing.TB, profileExtra string) *sshLab {
 		t.Fatal(err)
 	}
 	secrets := writeFile(t, s.dir, "chap-secrets", goodSecrets, 0o600)
-	s.cfg = writeFile(t, s.dir, "roamtun.toml", fmt.Sprintf(`[profile.home]
+	s.cfg = writeFile(t, s.dir, "roamtun.toml", fmt.Sprintf(`[daemon]
+state_dir = %q
+
+[profile.home]
 host = %q
 port = 2222
 user = %q
@@ -64,7 +67,7 @@ known_hosts = %q
 secrets = %q
 interface = "roamtun0"
 %s
-`, lab.HomeIP, s.sshd.User, s.sshd.ClientKey, s.sshd.KnownHosts, secrets, profileExtra), 0o644)
+`, filepath.Join(s.dir, "state"), lab.HomeIP, s.sshd.User, s.sshd.ClientKey, s.sshd.KnownHosts, secrets, profileExtra), 0o644)
 	return s
 }
 

@@ -21,8 +21,9 @@ type Event struct {
 	Attempt int    // dial attempts since the tunnel last stayed up
 	Reason  error  // why the link went down (Kind "down")
 	Wait    time.Duration
-	Session ppp.Session // Kind "up"
-	Ifname  string      // Kind "up"
+	Session ppp.Session      // Kind "up"
+	Ifname  string           // Kind "up"
+	Stats   func() ppp.Stats // Kind "up": the link's byte and packet counters
 }
 
 // SuperviseOptions say how to dial and run sessions.
@@ -109,12 +110,12 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			so := o.Session
 			so.Stream = cmd
 			userUp := so.OnUp
-			so.OnUp = func(s ppp.Session, ifname string) {
+			so.OnUp = func(s ppp.Session, ifname string, stats func() ppp.Stats) {
 				up.Store(true)
 				upAt = time.Now()
-				emit(Event{Kind: "up", Attempt: attempt, Session: s, Ifname: ifname})
+				emit(Event{Kind: "up", Attempt: attempt, Session: s, Ifname: ifname, Stats: stats})
 				if userUp != nil {
-					userUp(s, ifname)
+					userUp(s, ifname, stats)
 				}
 			}
 			err = RunSession(actx, so)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/tunnel"
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
@@ -25,7 +25,7 @@ func init() {
 	register(connectCmd)
 }
 
-func runConnect(e *env, args []string) error {
+func runConnect(e *env, args []string) (rerr error) {
 	fs, cfgPath := newFlags(e, connectCmd)
 	once := fs.Bool("once", false, "one session: exit when the link ends instead of redialing")
 	if err := parseFlags(fs, args); err != nil {
@@ -42,13 +42,49 @@ func runConnect(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	lc, err := linkConfig(p, e)
+	lc, err := daemon.LinkConfig(p, e.log)
 	if err != nil {
 		return err
 	}
 	argv, env, prefix := p.DialCommand, []string(nil), "dial"
+	// Routes, lockdown and DNS: set up before the first dial, undone on
+	// the way out (and by roamtun cleanup if we are killed).
+	var guard *daemon.Guard
+	if p.Host == "" {
+		e.log.Warn("profile has no host: routes, lockdown and DNS are left alone", "profile", p.Name)
+	} else {
+		server, err := tunnel.ResolveServer(e.ctx, p.Host)
+		if err != nil {
+			return err
+		}
+		sys, err := daemon.OpenSystem(cfg.Daemon, e.log)
+		if err != nil {
+			return err
+		}
+		defer sys.Close()
+		if n, err := sys.Cleanup(e.ctx); err != nil {
+			return fmt.Errorf("undoing what an earlier run left: %w", err)
+		} else if n > 0 {
+			e.log.Warn("undid what an earlier run left behind", "changes", n)
+		}
+		if guard, err = sys.Protect(e.ctx, p, server); err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := guard.Close(context.WithoutCancel(e.ctx)); cerr != nil {
+				rerr = errors.Join(rerr, cerr)
+			} else {
+				e.log.Info("routes and DNS restored")
+			}
+		}()
+		if len(argv) == 0 {
+			argv, env = tunnel.SSHCommandTo(p, server)
+		}
+	}
 	if len(argv) == 0 {
 		argv, env = tunnel.SSHCommand(p)
+	}
+	if len(p.DialCommand) == 0 {
 		prefix = "ssh"
 	}
 	start := time.Now()
@@ -65,11 +101,24 @@ func runConnect(e *env, args []string) error {
 			switch ev.Kind {
 			case "dialing":
 				start = ev.Time
+				if guard != nil {
+					if err := guard.Refresh(); err != nil {
+						e.log.Debug("no path to the server yet", "err", err)
+					}
+				}
 				e.log.Info("dialing", "profile", p.Name, "attempt", ev.Attempt)
 			case "up":
+				if guard != nil {
+					if err := guard.Up(e.ctx, ev.Ifname, ev.Session); err != nil {
+						e.log.Error("routing through the tunnel failed", "err", err)
+					}
+				}
 				fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s\n", ev.Ifname, ev.Session.LocalIP,
 					ev.Session.PeerIP, joinAddrs(ev.Session.DNS), ev.Session.MTU, ev.Time.Sub(start).Round(time.Millisecond))
 			case "down":
+				if guard != nil {
+					guard.Down()
+				}
 				if ev.Reason != nil && !errors.Is(ev.Reason, ppp.ErrClosed) {
 					e.log.Warn("link down", "reason", ev.Reason)
 				}
@@ -82,26 +131,6 @@ func runConnect(e *env, args []string) error {
 		return nil // we were asked to stop
 	}
 	return err
-}
-
-// linkConfig is the client end of a profile's link.
-func linkConfig(p *config.Profile, e *env) (ppp.Config, error) {
-	lc := ppp.Config{LocalName: p.LocalName, RemoteName: p.RemoteName, RequireCHAP: p.RequireCHAP,
-		MRU: p.MTU, EchoInterval: p.Keepalive, EchoFailures: 3, RequestDNS: true,
-		IPv6: p.IPv6 == config.IPv6Tunnel, Logger: e.log}
-	s, err := ppp.LoadSecrets(p.Secrets)
-	switch {
-	case err == nil:
-		lc.Secrets = s
-		if s.TooOpen() {
-			e.log.Warn("secrets file is readable by group or others", "file", p.Secrets)
-		}
-	case errors.Is(err, os.ErrNotExist) && !p.RequireCHAP:
-		lc.RefuseAuth = true
-	default:
-		return lc, fmt.Errorf("profile %s: %w", p.Name, err)
-	}
-	return lc, nil
 }
 
 func joinAddrs(as []netip.Addr) string {

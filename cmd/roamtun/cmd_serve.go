@@ -98,7 +98,7 @@ func runServe(e *env, args []string) error {
 	var wasUp bool
 	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
 		Stream: stdio{os.Stdin, os.Stdout}, Link: cfg, Interface: *ifname, MTU: *mtu, Log: e.log,
-		OnUp: func(s ppp.Session, ifname string) {
+		OnUp: func(s ppp.Session, ifname string, _ func() ppp.Stats) {
 			wasUp = true
 			e.log.Info("link up", "interface", ifname, "local", s.LocalIP, "peer", s.PeerIP,
 				"peer_name", s.PeerName, "after", time.Since(start).Round(time.Millisecond))
