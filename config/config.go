@@ -53,6 +53,9 @@ type Daemon struct {
 	SocketGroup string
 	DNS         string
 	Sources     []string
+	// PortalWindow: on a captive portal with lockdown on, how long direct
+	// traffic is allowed so the user can sign in (then the tunnel dials).
+	PortalWindow time.Duration
 }
 
 // Profile is one [profile.NAME] table: how to reach one server.
@@ -101,12 +104,13 @@ type rawConfig struct {
 }
 
 type rawDaemon struct {
-	PolicyDir   *string  `toml:"policy_dir"`
-	StateDir    *string  `toml:"state_dir"`
-	Socket      *string  `toml:"socket"`
-	SocketGroup *string  `toml:"socket_group"`
-	DNS         *string  `toml:"dns"`
-	Sources     []string `toml:"sources"`
+	PolicyDir    *string  `toml:"policy_dir"`
+	StateDir     *string  `toml:"state_dir"`
+	Socket       *string  `toml:"socket"`
+	SocketGroup  *string  `toml:"socket_group"`
+	DNS          *string  `toml:"dns"`
+	Sources      []string `toml:"sources"`
+	PortalWindow *string  `toml:"portal_window"`
 }
 
 type rawProfile struct {
@@ -198,6 +202,14 @@ func (r rawDaemon) validate(doc *tomlfile.Doc, errs *tomlfile.Errors) Daemon {
 		d.Sources = slices.Clone(knownSources)
 	}
 	key := func(k string) []string { return []string{"daemon", k} }
+	pw, err := time.ParseDuration(or(r.PortalWindow, "5m"))
+	switch {
+	case err != nil:
+		*errs = append(*errs, doc.Errorf(key("portal_window"), "not a duration (e.g. \"5m\"): %q", *r.PortalWindow))
+	case pw < 0 || pw > 24*time.Hour:
+		*errs = append(*errs, doc.Errorf(key("portal_window"), "must be between 0 and 24h, not %s", pw))
+	}
+	d.PortalWindow = pw
 	for k, v := range map[string]string{"policy_dir": d.PolicyDir, "state_dir": d.StateDir, "socket": d.Socket} {
 		if !filepath.IsAbs(v) {
 			*errs = append(*errs, doc.Errorf(key(k), "must be an absolute path, not %q", v))

@@ -66,9 +66,12 @@ type Network struct {
 	Security  Security `json:"security,omitempty"`
 	Frequency int      `json:"frequency,omitempty"` // MHz
 
-	Gateway    netip.Addr   `json:"gateway,omitzero"`
-	GatewayMAC string       `json:"gateway_mac,omitempty"` // lower-case
-	Address    netip.Prefix `json:"address,omitzero"`      // our address on the interface
+	Gateway netip.Addr `json:"gateway,omitzero"`
+	// RouteMetric is the default route's metric: among several networks
+	// the lowest carries the traffic (see Primary). Not part of Equal.
+	RouteMetric int          `json:"-"`
+	GatewayMAC  string       `json:"gateway_mac,omitempty"` // lower-case
+	Address     netip.Prefix `json:"address,omitzero"`      // our address on the interface
 
 	DNS             []netip.Addr `json:"dns,omitempty"`
 	ClasslessRoutes []Route      `json:"classless_routes,omitempty"` // DHCP option 121

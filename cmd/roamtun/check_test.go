@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +53,26 @@ func TestCheck(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "check", "--config", cfg, "extra"); code != 2 {
 		t.Fatalf("extra argument: exit %d", code)
+	}
+}
+
+// TestShippedExamplesCheck: the example config and policy in dist/ are valid.
+func TestShippedExamplesCheck(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := os.ReadFile("../../dist/etc/roamtun/roamtun.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(dir, "networks.d")
+	os.MkdirAll(pol, 0o755)
+	b, _ := os.ReadFile("../../dist/etc/roamtun/networks.d/10-home.toml")
+	os.WriteFile(filepath.Join(pol, "10-home.toml"), b, 0o644)
+	src := strings.Replace(string(cfg), `policy_dir   = "/etc/roamtun/networks.d"`, `policy_dir   = "`+pol+`"`, 1)
+	path := filepath.Join(dir, "roamtun.toml")
+	os.WriteFile(path, []byte(src), 0o644)
+	var out, errb strings.Builder
+	e := &env{ctx: context.Background(), stdout: &out, stderr: &errb, log: slog.New(slog.DiscardHandler)}
+	if code := run(e, []string{"check", "--config", path}); code != 0 {
+		t.Fatalf("check of the shipped examples: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 }

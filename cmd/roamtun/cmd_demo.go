@@ -10,7 +10,7 @@ import (
 var demoCmd = &command{
 	name:  "demo",
 	usage: "",
-	help:  "show the link working end to end in network namespaces (needs root)",
+	help:  "the whole flow in network namespaces: untrusted network, tunnel, trusted, gone (needs root and OpenSSH)",
 }
 
 func init() {
@@ -27,6 +27,6 @@ func runDemo(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("finding the roamtun binary: %w", err)
 	}
-	fmt.Fprintln(e.stdout, "roamtun demo: a PPP link (CHAP both ways) between two network namespaces")
+	fmt.Fprintln(e.stdout, "roamtun demo: the daemon on a café network, in network namespaces (PPP over real OpenSSH, CHAP both ways)")
 	return lab.Demo(e.stdout, bin)
 }

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/policy"
 	"github.com/roamtun/roamtun/watcher"
 )
@@ -20,9 +20,6 @@ func init() {
 	register(&command{name: "networks", usage: "",
 		help: "list the policy's rules and default", run: runNetworks})
 }
-
-// errNeedDaemon: "the current network" is only known to the daemon.
-var errNeedDaemon = errors.New("the current network is only known to a running daemon, which this build cannot ask yet: name the SSID (and give --bssid=MAC / --gateway=MAC explicitly)")
 
 // pinFlag is --bssid / --gateway: alone it means "pin the current one"
 // (DESIGN.md); with a value (--bssid=MAC or --bssid MAC) it pins that MAC.
@@ -92,8 +89,16 @@ func runTrust(e *env, args []string) error {
 	if fs.NArg() > 1 {
 		return usagef("at most one SSID, got %d arguments", fs.NArg())
 	}
-	if fs.NArg() == 0 || bssid.current || gw.current {
-		return fmt.Errorf("trusting the current network: %w", errNeedDaemon)
+	if fs.NArg() == 0 {
+		if len(bssid.macs) > 0 || len(gw.macs) > 0 {
+			return usagef("explicit --bssid=MAC / --gateway=MAC go with a named SSID")
+		}
+		// The current network is the daemon's to know.
+		return simpleCall(e, *cfgPath, daemon.Request{Cmd: "trust", PinBSSID: bssid.current, PinGateway: gw.current,
+			Security: splitList(*sec), Verify: *verify, Profile: *profile})
+	}
+	if bssid.current || gw.current {
+		return usagef("--bssid / --gateway without a MAC pin the current network's: name no SSID, or give the MAC")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
@@ -127,7 +132,7 @@ func runUntrust(e *env, args []string) error {
 		return usagef("at most one SSID, got %d arguments", fs.NArg())
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("untrusting the current network: %w", errNeedDaemon)
+		return simpleCall(e, *cfgPath, daemon.Request{Cmd: "untrust"})
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

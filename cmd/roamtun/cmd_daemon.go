@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/policy"
+)
+
+var daemonCmd = &command{
+	name:  "daemon",
+	usage: "[--config FILE]",
+	help:  "the background service: watch networks, tunnel on untrusted ones, restore on the way out",
+}
+
+func init() {
+	daemonCmd.run = runDaemon
+	register(daemonCmd)
+}
+
+func runDaemon(e *env, args []string) error {
+	fs, cfgPath := newFlags(e, daemonCmd)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("daemon takes no arguments")
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	sys, err := daemon.OpenSystem(cfg.Daemon, e.log)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	// A crashed or killed daemon's routes, firewall and DNS go first.
+	if n, err := sys.Cleanup(e.ctx); err != nil {
+		e.log.Error("could not undo everything an earlier run left; will retry with roamtun cleanup", "err", err)
+	} else if n > 0 {
+		e.log.Warn("undid what an earlier run left behind", "changes", n)
+	}
+	holder, err := policy.NewHolder(cfg.Daemon.PolicyDir, policyProfiles(cfg))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	nets, stopWatch, err := startWatcher(ctx, cfg, e.log)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+	hooks := &daemon.Hooks{Log: e.log}
+	d := daemon.New(daemon.Options{Config: cfg, System: sys, Policy: holder, Networks: nets, Hooks: hooks,
+		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Log: e.log})
+	ctl := &daemon.Control{D: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
+		Group: cfg.Daemon.SocketGroup, Log: e.log}
+	if err := ctl.Listen(cfg.Daemon.Socket); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	go ctl.Serve(ctx)
+	go holder.Run(ctx, 2*time.Second, e.log, func(*policy.Policy) { d.Reload(ctx) })
+	sdNotify("READY=1\nSTATUS=watching networks")
+	e.log.Info("roamtun daemon running", "socket", cfg.Daemon.Socket, "state_dir", cfg.Daemon.StateDir)
+	err = d.Run(ctx)
+	sdNotify("STOPPING=1")
+	hooks.Wait()
+	return err
+}
+
+// sdNotify tells systemd (Type=notify) about the service, if it listens.
+func sdNotify(state string) {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:]
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	conn.Write([]byte(state))
+}

@@ -1,0 +1,361 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/roamtun/roamtun/policy"
+	"github.com/roamtun/roamtun/watcher"
+)
+
+// The control protocol: one JSON request per line, one JSON response per
+// line ("watch" answers with one status per line until the client hangs up).
+// A bad request gets {"ok":false,"error":…} naming the field; the daemon
+// carries on.
+
+// Request is a control request.
+type Request struct {
+	Cmd     string `json:"cmd"` // status | watch | up | down | reload | trust | untrust | network
+	Profile string `json:"profile,omitempty"`
+	// trust / untrust of the current network:
+	PinBSSID   bool     `json:"pin_bssid,omitempty"`
+	PinGateway bool     `json:"pin_gateway,omitempty"`
+	Security   []string `json:"security,omitempty"`
+	Verify     string   `json:"verify,omitempty"`
+}
+
+// Response is a control response.
+type Response struct {
+	OK      bool             `json:"ok"`
+	Error   string           `json:"error,omitempty"`
+	Status  *Status          `json:"status,omitempty"`
+	Message string           `json:"message,omitempty"`
+	Network *watcher.Network `json:"network,omitempty"`
+}
+
+// maxRequest bounds one request line.
+const maxRequest = 64 << 10
+
+// Control serves the control socket.
+type Control struct {
+	D         *Daemon
+	PolicyDir string
+	Profiles  policy.Profiles
+	Log       *slog.Logger
+	// Group (by name) whose members may use the socket besides root.
+	Group string
+
+	ln  *net.UnixListener
+	gid int
+	wg  sync.WaitGroup
+}
+
+// Listen creates the socket at path, mode 0660, owned by root:Group. A stale
+// socket from a dead daemon is replaced; a live one is an error.
+func (c *Control) Listen(path string) error {
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	c.gid = -1
+	if c.Group != "" {
+		g, err := user.LookupGroup(c.Group)
+		if err != nil {
+			c.Log.Warn("socket_group not found: only root may use the control socket", "group", c.Group, "err", err)
+		} else if c.gid, err = strconv.Atoi(g.Gid); err != nil {
+			c.gid = -1
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if conn, err := net.Dial("unix", path); err == nil {
+		conn.Close()
+		return fmt.Errorf("%s: another daemon is listening", path)
+	}
+	os.Remove(path)
+	// Create the socket with no access for others from the first moment.
+	old := unix.Umask(0o117)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		return err
+	}
+	ln.SetUnlinkOnClose(true)
+	if c.gid >= 0 {
+		if err := os.Chown(path, 0, c.gid); err != nil {
+			c.Log.Warn("control socket: chown", "err", err)
+		}
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return err
+	}
+	c.ln = ln
+	return nil
+}
+
+// Serve accepts clients until ctx is done.
+func (c *Control) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { c.ln.Close() })
+	defer stop()
+	defer c.wg.Wait()
+	for {
+		conn, err := c.ln.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer conn.Close()
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stopConn := context.AfterFunc(cctx, func() { conn.Close() })
+			defer stopConn()
+			c.serveConn(cctx, conn)
+		}()
+	}
+}
+
+// admitted checks the peer's credentials: root, our own uid, or a member
+// (primary or supplementary, as the kernel sees the process) of Group.
+func (c *Control) admitted(conn *net.UnixConn) (string, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return "", err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if cerr != nil {
+		return "", cerr
+	}
+	who := fmt.Sprintf("uid %d pid %d", cred.Uid, cred.Pid)
+	if cred.Uid == 0 || int(cred.Uid) == os.Geteuid() {
+		return who, nil
+	}
+	if c.gid >= 0 && (int(cred.Gid) == c.gid || slices.Contains(procGroups(int(cred.Pid)), c.gid)) {
+		return who, nil
+	}
+	return who, fmt.Errorf("%s is neither root nor in group %q", who, c.Group)
+}
+
+// procGroups reads a process's supplementary groups.
+func procGroups(pid int) []int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
+			var gs []int
+			for _, f := range strings.Fields(rest) {
+				if g, err := strconv.Atoi(f); err == nil {
+					gs = append(gs, g)
+				}
+			}
+			return gs
+		}
+	}
+	return nil
+}
+
+func (c *Control) serveConn(ctx context.Context, conn *net.UnixConn) {
+	enc := json.NewEncoder(conn)
+	who, err := c.admitted(conn)
+	if err != nil {
+		c.Log.Warn("control: refused", "err", err)
+		enc.Encode(Response{Error: "permission denied: " + err.Error()})
+		return
+	}
+	sc := bufio.NewScanner(conn)
+	sc.Buffer(make([]byte, 4096), maxRequest)
+	for line := 1; sc.Scan(); line++ {
+		var req Request
+		dec := json.NewDecoder(strings.NewReader(sc.Text()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			enc.Encode(Response{Error: fmt.Sprintf("request line %d: %v", line, err)})
+			continue
+		}
+		if req.Cmd == "watch" {
+			c.watch(ctx, enc)
+			return
+		}
+		resp := c.handle(ctx, req)
+		if !resp.OK {
+			c.Log.Info("control: request failed", "from", who, "cmd", req.Cmd, "err", resp.Error)
+		}
+		if err := enc.Encode(resp); err != nil {
+			return
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, net.ErrClosed) {
+		enc.Encode(Response{Error: "request: " + err.Error()})
+	}
+}
+
+func (c *Control) watch(ctx context.Context, enc *json.Encoder) {
+	ch, cancel := c.D.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-ch:
+			live := c.D.Status() // with byte counters
+			if live.State == s.State {
+				s = live
+			}
+			if err := enc.Encode(Response{OK: true, Status: &s}); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (c *Control) handle(ctx context.Context, req Request) Response {
+	fail := func(err error) Response { return Response{Error: err.Error()} }
+	switch req.Cmd {
+	case "status":
+		s := c.D.Status()
+		return Response{OK: true, Status: &s}
+	case "network":
+		n, err := c.D.Network(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		return Response{OK: true, Network: &n}
+	case "up":
+		if err := c.D.Up(ctx, req.Profile); err != nil {
+			return fail(err)
+		}
+		return Response{OK: true, Message: "tunnel forced on until the network changes"}
+	case "down":
+		if err := c.D.Down(ctx); err != nil {
+			return fail(err)
+		}
+		return Response{OK: true, Message: "tunnel off: the network is used directly until it changes"}
+	case "reload":
+		if err := c.D.Reload(ctx); err != nil {
+			return fail(fmt.Errorf("policy not reloaded, the last good one stays: %w", err))
+		}
+		return Response{OK: true, Message: "policy reloaded"}
+	case "trust", "untrust":
+		n, err := c.D.Network(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		if n.IsZero() {
+			return fail(errors.New("no current network"))
+		}
+		if n.Kind != watcher.KindWifi {
+			return fail(fmt.Errorf("the current network (%s on %s) is not Wi-Fi: write a rule with gateway_mac for it", n.Kind, n.Interface))
+		}
+		var msg string
+		if req.Cmd == "trust" {
+			spec := policy.TrustSpec{SSID: n.SSID, Security: req.Security, Verify: req.Verify, Profile: req.Profile}
+			if req.PinBSSID && n.BSSID != "" {
+				spec.BSSID = []string{n.BSSID}
+			}
+			if req.PinGateway {
+				if n.GatewayMAC == "" {
+					return fail(errors.New("the gateway's MAC is not known yet"))
+				}
+				spec.GatewayMAC = []string{n.GatewayMAC}
+			}
+			if err := policy.Trust(c.PolicyDir, spec, c.Profiles); err != nil {
+				return fail(err)
+			}
+			msg = "trusting " + n.DisplaySSID()
+		} else {
+			removed, err := policy.Untrust(c.PolicyDir, n.SSID, c.Profiles)
+			if err != nil {
+				return fail(err)
+			}
+			msg = "no rule of roamtun's trusted " + n.DisplaySSID()
+			if removed {
+				msg = "no longer trusting " + n.DisplaySSID()
+			}
+		}
+		if err := c.D.Reload(ctx); err != nil {
+			return fail(err)
+		}
+		return Response{OK: true, Message: msg}
+	case "":
+		return fail(errors.New(`request: "cmd" is required`))
+	}
+	return fail(fmt.Errorf("request: unknown cmd %q", req.Cmd))
+}
+
+// Call sends one request to the daemon's socket and returns its response.
+func Call(ctx context.Context, socket string, req Request) (Response, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return Response{}, fmt.Errorf("cannot reach the daemon at %s (is roamtun daemon running?): %w", socket, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return Response{}, err
+	}
+	var resp Response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return Response{}, fmt.Errorf("reading the daemon's answer: %w", err)
+	}
+	if !resp.OK {
+		return resp, errors.New(resp.Error)
+	}
+	return resp, nil
+}
+
+// Watch streams status changes from the daemon to fn until ctx is done or
+// the daemon goes away.
+func Watch(ctx context.Context, socket string, fn func(Status) error) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return fmt.Errorf("cannot reach the daemon at %s (is roamtun daemon running?): %w", socket, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := json.NewEncoder(conn).Encode(Request{Cmd: "watch"}); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(conn)
+	for {
+		var resp Response
+		if err := dec.Decode(&resp); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("daemon stream: %w", err)
+		}
+		if !resp.OK || resp.Status == nil {
+			return errors.New(resp.Error)
+		}
+		if err := fn(*resp.Status); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,600 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/policy"
+	"github.com/roamtun/roamtun/tunnel"
+	"github.com/roamtun/roamtun/tunnel/ppp"
+	"github.com/roamtun/roamtun/watcher"
+)
+
+// State is the daemon's state (DESIGN.md "Status").
+type State string
+
+// States.
+const (
+	StateIdle         State = "idle"         // no network
+	StateDirect       State = "direct"       // trusted: the network is used as it is
+	StateConnecting   State = "connecting"   // untrusted: dialing the tunnel
+	StateUp           State = "up"           // everything goes through the tunnel
+	StateReconnecting State = "reconnecting" // the tunnel dropped; redialing
+	StateBlocked      State = "blocked"      // lockdown, no tunnel
+	StatePortal       State = "portal"       // a captive portal waits for sign-in
+	StateStopped      State = "stopped"
+)
+
+// NetworkStatus is the network part of Status.
+type NetworkStatus struct {
+	Interface    string `json:"interface"`
+	Kind         string `json:"kind"`
+	SSID         string `json:"ssid,omitempty"` // escaped for display (watcher.EscapeSSID)
+	BSSID        string `json:"bssid,omitempty"`
+	Security     string `json:"security,omitempty"`
+	Gateway      string `json:"gateway,omitempty"`
+	GatewayMAC   string `json:"gateway_mac,omitempty"`
+	Connectivity string `json:"connectivity,omitempty"`
+	TunnelVision bool   `json:"tunnelvision,omitempty"` // DHCP option 121 routes cover the default
+	Rule         string `json:"rule"`
+	Action       string `json:"action"`
+}
+
+// TunnelStatus is the tunnel part of Status.
+type TunnelStatus struct {
+	Profile    string   `json:"profile"`
+	Interface  string   `json:"interface"`
+	Local      string   `json:"local,omitempty"`
+	Remote     string   `json:"remote,omitempty"`
+	DNS        []string `json:"dns"`
+	UpSince    string   `json:"up_since,omitempty"` // RFC 3339
+	Reconnects int      `json:"reconnects"`
+	RxBytes    uint64   `json:"rx_bytes"`
+	TxBytes    uint64   `json:"tx_bytes"`
+}
+
+// Status is what `roamtun status --json` prints (DESIGN.md).
+type Status struct {
+	State    State          `json:"state"`
+	Network  *NetworkStatus `json:"network,omitempty"`
+	Tunnel   *TunnelStatus  `json:"tunnel,omitempty"`
+	Reason   string         `json:"reason"`
+	Override string         `json:"override,omitempty"` // "up" or "down" until the network changes
+}
+
+// Options wire a Daemon.
+type Options struct {
+	Config *config.Config
+	System *System
+	Policy *policy.Holder
+	Verify *policy.VerifyCache // host-key probes for verify rules, cached per network; nil: none
+	// Networks delivers the primary network whenever it changes; the zero
+	// Network means none. The daemon reads it until it is closed.
+	Networks <-chan watcher.Network
+	Hooks    *Hooks // may be nil
+	Log      *slog.Logger
+	// Dial returns the command that carries PPP to p's server at addr;
+	// nil: the profile's dial_command, else ssh.
+	Dial func(p *config.Profile, addr netip.Addr) (argv, env []string)
+}
+
+// Daemon is the state machine: Network snapshots and policy decisions in,
+// tunnel, routes and DNS out. All state changes happen on Run's goroutine.
+type Daemon struct {
+	o   Options
+	log *slog.Logger
+
+	reqs   chan func(ctx context.Context)
+	events chan tunEvent
+
+	mu     sync.Mutex
+	status Status
+	stats  func() ppp.Stats
+	subs   map[chan Status]struct{}
+
+	// Owned by Run's goroutine.
+	net      watcher.Network
+	override string // "", "up", "down"
+	ovProf   string
+	gen      int // numbers tunnel runs, so a stopped run's late events are ignored
+	run      *tunnelRun
+	servers  map[string]netip.Addr // resolved once per profile
+	portal   map[string]time.Time  // per network: direct traffic allowed until, to sign in
+	done     chan struct{}         // closed when Run returns
+}
+
+// tunnelRun is one supervised tunnel and the protection around it.
+type tunnelRun struct {
+	gen     int
+	key     string // profile + interface: the same key survives roams
+	profile *config.Profile
+	guard   *Guard
+	cancel  context.CancelFunc
+	done    chan struct{}
+	ups     int
+	block   bool // lockdown only, no dial (action block)
+}
+
+type tunEvent struct {
+	gen int
+	ev  tunnel.Event
+}
+
+// New returns a daemon in state idle.
+func New(o Options) *Daemon {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{o: o, log: o.Log, reqs: make(chan func(context.Context)), events: make(chan tunEvent, 64),
+		subs: map[chan Status]struct{}{}, servers: map[string]netip.Addr{}, portal: map[string]time.Time{},
+		done:   make(chan struct{}),
+		status: Status{State: StateIdle, Reason: "no network yet"}}
+}
+
+// Run drives the daemon until ctx is done; then it stops the tunnel, puts
+// routes and DNS back and returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	nets := d.o.Networks
+	defer close(d.done)
+	for {
+		select {
+		case <-ctx.Done():
+			d.stop(context.WithoutCancel(ctx))
+			d.setStatus(func(s *Status) {
+				*s = Status{State: StateStopped, Reason: "the daemon stopped; routes and DNS restored"}
+			})
+			return nil
+		case n, ok := <-nets:
+			if !ok {
+				nets = nil
+				continue
+			}
+			prev := d.net
+			d.net = n
+			if d.override != "" && !sameNetwork(prev, n) {
+				d.log.Info("network changed: override ends", "override", d.override)
+				d.override, d.ovProf = "", ""
+			}
+			d.evaluate(ctx)
+		case te := <-d.events:
+			d.onTunnelEvent(te)
+		case f := <-d.reqs:
+			f(ctx)
+		}
+	}
+}
+
+// do runs f on the daemon's goroutine and waits for it.
+func (d *Daemon) do(ctx context.Context, f func(ctx context.Context) error) error {
+	errc := make(chan error, 1)
+	select {
+	case d.reqs <- func(ctx context.Context) { errc <- f(ctx) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sameNetwork: one network, perhaps another access point of it (a roam).
+func sameNetwork(a, b watcher.Network) bool {
+	return a.Interface == b.Interface && a.Kind == b.Kind && a.SSID == b.SSID && a.Connection == b.Connection
+}
+
+// evaluate decides what the current network gets and makes it so.
+func (d *Daemon) evaluate(ctx context.Context) {
+	n := d.net
+	if n.IsZero() {
+		d.stop(ctx)
+		d.setStatus(func(s *Status) { *s = Status{State: StateIdle, Reason: "no network: everything put back"} })
+		return
+	}
+	var v policy.Verifier
+	if d.o.Verify != nil {
+		v = d.o.Verify.For(n)
+	}
+	dec := d.o.Policy.Policy().Decide(ctx, n, v)
+	switch d.override {
+	case "up":
+		dec.Action, dec.Reason = policy.ActionTunnel, "override (roamtun up) until the network changes; policy says: "+dec.Reason
+		if d.ovProf != "" {
+			dec.Profile = d.ovProf
+		}
+	case "down":
+		dec.Action, dec.Reason = policy.ActionTrust, "override (roamtun down) until the network changes; policy says: "+dec.Reason
+	}
+	ns := &NetworkStatus{Interface: n.Interface, Kind: string(n.Kind), SSID: n.DisplaySSID(), BSSID: n.BSSID,
+		Security: string(n.Security), GatewayMAC: n.GatewayMAC, Connectivity: string(n.Connectivity),
+		TunnelVision: n.TunnelVision, Rule: dec.Rule, Action: string(dec.Action)}
+	if n.Gateway.IsValid() {
+		ns.Gateway = n.Gateway.String()
+	}
+	if n.TunnelVision {
+		d.log.Warn("the network's DHCP pushes routes that cover the default route (TunnelVision, CVE-2024-3661)",
+			"interface", n.Interface, "routes", n.ClasslessRoutes)
+	}
+	base := func(s *Status) { s.Network, s.Override = ns, d.override }
+
+	if dec.Action == policy.ActionTrust {
+		d.stop(ctx)
+		d.setStatus(func(s *Status) { *s = Status{State: StateDirect, Reason: dec.Reason}; base(s) })
+		return
+	}
+	p, err := d.profile(dec.Profile)
+	if err != nil {
+		d.stop(ctx)
+		d.setStatus(func(s *Status) {
+			*s = Status{State: StateBlocked, Reason: "cannot tunnel: " + err.Error()}
+			base(s)
+		})
+		return
+	}
+	if d.inPortal(ctx, n, dec, p, base) {
+		return
+	}
+	block := dec.Action == policy.ActionBlock
+	key := fmt.Sprintf("%s|%s|%v", p.Name, n.Interface, block)
+	if d.run != nil && d.run.key == key {
+		// The same network (another access point, a renewed lease): the
+		// tunnel stays; the server route follows the gateway.
+		if err := d.run.guard.Refresh(); err != nil {
+			d.log.Warn("server route not refreshed", "err", err)
+		}
+		d.setStatus(func(s *Status) { base(s) })
+		return
+	}
+	d.stop(ctx)
+	server, err := d.server(ctx, p)
+	if err != nil {
+		d.setStatus(func(s *Status) { *s = Status{State: StateBlocked, Reason: err.Error()}; base(s) })
+		return
+	}
+	prof := *p
+	if block {
+		prof.Lockdown = true
+	}
+	guard, err := d.o.System.Protect(ctx, &prof, server)
+	if err != nil {
+		d.log.Error("protecting the network failed", "err", err)
+		d.setStatus(func(s *Status) { *s = Status{State: StateBlocked, Reason: err.Error()}; base(s) })
+		return
+	}
+	d.gen++
+	r := &tunnelRun{gen: d.gen, key: key, profile: p, guard: guard, done: make(chan struct{}), block: block}
+	d.run = r
+	if block {
+		close(r.done)
+		r.cancel = func() {}
+		d.setStatus(func(s *Status) { *s = Status{State: StateBlocked, Reason: dec.Reason}; base(s) })
+		return
+	}
+	d.setStatus(func(s *Status) {
+		*s = Status{State: StateConnecting, Reason: dec.Reason,
+			Tunnel: &TunnelStatus{Profile: p.Name, Interface: p.Interface, DNS: []string{}}}
+		base(s)
+	})
+	d.dial(ctx, r, server)
+}
+
+// inPortal handles a captive portal: with lockdown on, the tunnel cannot
+// get out until the user signs in, so direct traffic is allowed for the
+// portal window (state portal); the tunnel dials as soon as NetworkManager
+// reports full connectivity, or when the window closes.
+func (d *Daemon) inPortal(ctx context.Context, n watcher.Network, dec policy.Decision, p *config.Profile, base func(*Status)) bool {
+	key := n.Interface + "\x00" + n.SSID + "\x00" + n.Connection
+	if n.Connectivity != watcher.ConnectivityPortal || dec.Action != policy.ActionTunnel || !p.Lockdown || d.override != "" {
+		if n.Connectivity != watcher.ConnectivityPortal {
+			delete(d.portal, key) // signed in: a later portal gets a new window
+		}
+		return false
+	}
+	window := d.o.Config.Daemon.PortalWindow
+	until, seen := d.portal[key]
+	if !seen {
+		until = time.Now().Add(window)
+		d.portal[key] = until
+		time.AfterFunc(window, func() {
+			select {
+			case d.reqs <- func(ctx context.Context) { d.evaluate(ctx) }:
+			case <-d.done:
+			}
+		})
+	}
+	if !time.Now().Before(until) {
+		d.log.Warn("captive portal: sign-in window over; tunnelling (lockdown) anyway", "network", n.DisplaySSID())
+		return false
+	}
+	d.stop(ctx)
+	d.setStatus(func(s *Status) {
+		*s = Status{State: StatePortal, Reason: fmt.Sprintf("captive portal: sign in within %s (until %s); direct traffic is allowed until then, the tunnel follows",
+			time.Until(until).Round(time.Second), until.Format("15:04:05"))}
+		base(s)
+	})
+	return true
+}
+
+// dial starts supervising r's tunnel.
+func (d *Daemon) dial(ctx context.Context, r *tunnelRun, server netip.Addr) {
+	p := r.profile
+	lc, err := LinkConfig(p, d.log)
+	if err != nil {
+		close(r.done)
+		r.cancel = func() {}
+		d.setStatus(func(s *Status) { s.State, s.Reason = StateBlocked, err.Error() })
+		return
+	}
+	var argv, env []string
+	switch {
+	case d.o.Dial != nil:
+		argv, env = d.o.Dial(p, server)
+	case len(p.DialCommand) > 0:
+		argv = p.DialCommand
+	default:
+		argv, env = tunnel.SSHCommandTo(p, server)
+	}
+	prefix := "ssh"
+	if len(p.DialCommand) > 0 {
+		prefix = "dial"
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	kick := make(chan struct{}, 1)
+	go tunnel.WatchNetwork(rctx, kick, p.Interface, 100*time.Millisecond, d.log)
+	go func() {
+		defer close(r.done)
+		err := tunnel.Supervise(rctx, tunnel.SuperviseOptions{
+			Argv: argv, Env: env, LogPrefix: prefix, Log: d.log, Kick: kick,
+			Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: d.log},
+			OnEvent: func(ev tunnel.Event) {
+				// Routes and DNS follow the link here, before anyone is
+				// told it is up.
+				switch ev.Kind {
+				case "dialing":
+					if err := r.guard.Refresh(); err != nil {
+						d.log.Debug("no path to the server yet", "err", err)
+					}
+				case "up":
+					if err := r.guard.Up(rctx, ev.Ifname, ev.Session); err != nil {
+						d.log.Error("routing through the tunnel failed", "err", err)
+					}
+				case "down":
+					r.guard.Down()
+				}
+				select {
+				case d.events <- tunEvent{gen: r.gen, ev: ev}:
+				case <-rctx.Done():
+				}
+			},
+		})
+		if err != nil && !errors.Is(err, ppp.ErrClosed) {
+			d.log.Warn("tunnel supervision ended", "err", err)
+		}
+	}()
+}
+
+func (d *Daemon) onTunnelEvent(te tunEvent) {
+	r := d.run
+	if r == nil || r.gen != te.gen {
+		return // from a tunnel already stopped
+	}
+	ev := te.ev
+	switch ev.Kind {
+	case "dialing":
+		d.log.Info("dialing", "profile", r.profile.Name, "attempt", ev.Attempt)
+	case "up":
+		r.ups++
+		d.mu.Lock()
+		d.stats = ev.Stats
+		d.mu.Unlock()
+		dns := make([]string, len(ev.Session.DNS))
+		for i, a := range ev.Session.DNS {
+			dns[i] = a.String()
+		}
+		d.log.Info("tunnel up", "profile", r.profile.Name, "interface", ev.Ifname, "local", ev.Session.LocalIP, "remote", ev.Session.PeerIP)
+		d.setStatus(func(s *Status) {
+			s.State, s.Reason = StateUp, "untrusted network: everything goes through the tunnel"
+			s.Tunnel = &TunnelStatus{Profile: r.profile.Name, Interface: ev.Ifname, Local: ev.Session.LocalIP.String(),
+				Remote: ev.Session.PeerIP.String(), DNS: dns, UpSince: ev.Time.UTC().Format(time.RFC3339), Reconnects: r.ups - 1}
+		})
+		d.o.Hooks.Run(r.profile.HooksDir, "up", d.hookEnv(r, ev))
+	case "down":
+		if ev.Reason != nil && !errors.Is(ev.Reason, ppp.ErrClosed) {
+			d.log.Warn("tunnel down", "reason", ev.Reason)
+		}
+		d.mu.Lock()
+		d.stats = nil
+		d.mu.Unlock()
+		d.setStatus(func(s *Status) {
+			s.State = StateReconnecting
+			if r.ups == 0 {
+				s.State = StateConnecting
+			}
+			s.Reason = "redialing"
+			if ev.Reason != nil {
+				s.Reason = "redialing: " + ev.Reason.Error()
+			}
+			if s.Tunnel != nil {
+				s.Tunnel.UpSince, s.Tunnel.Local, s.Tunnel.Remote = "", "", ""
+			}
+		})
+		if r.ups > 0 {
+			d.o.Hooks.Run(r.profile.HooksDir, "down", d.hookEnv(r, ev))
+		}
+	case "waiting":
+		d.log.Info("redialing", "in", ev.Wait.Round(time.Millisecond), "attempt", ev.Attempt+1)
+	}
+}
+
+func (d *Daemon) hookEnv(r *tunnelRun, ev tunnel.Event) HookEnv {
+	return HookEnv{Profile: r.profile.Name, Ifname: ev.Ifname, Local: ev.Session.LocalIP, Remote: ev.Session.PeerIP,
+		DNS: ev.Session.DNS, SSID: d.net.SSID, Interface: d.net.Interface}
+}
+
+// stop ends the tunnel (cleanly: LCP terminate) and undoes its routes and DNS.
+func (d *Daemon) stop(ctx context.Context) {
+	r := d.run
+	if r == nil {
+		return
+	}
+	d.run = nil
+	r.cancel()
+	<-r.done
+	if err := r.guard.Close(ctx); err != nil {
+		d.log.Error("restoring routes and DNS", "err", err)
+	}
+	d.mu.Lock()
+	d.stats = nil
+	d.mu.Unlock()
+}
+
+func (d *Daemon) profile(name string) (*config.Profile, error) {
+	if name == "" {
+		if len(d.o.Config.Profiles) == 1 {
+			for _, p := range d.o.Config.Profiles {
+				return p, nil
+			}
+		}
+		return nil, errors.New("the policy names no profile to tunnel through")
+	}
+	return d.o.Config.Profile(name)
+}
+
+// server resolves a profile's server once, while the network's own DNS is
+// still in place, and remembers it.
+func (d *Daemon) server(ctx context.Context, p *config.Profile) (netip.Addr, error) {
+	if a, ok := d.servers[p.Name]; ok {
+		return a, nil
+	}
+	if p.Host == "" {
+		return netip.Addr{}, fmt.Errorf("profile %s has no host: the daemon needs one to route around the tunnel", p.Name)
+	}
+	a, err := tunnel.ResolveServer(ctx, p.Host)
+	if err != nil {
+		return a, err
+	}
+	d.servers[p.Name] = a
+	return a, nil
+}
+
+// Status returns the current status, with live byte counters.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := cloneStatus(d.status)
+	if s.Tunnel != nil && d.stats != nil {
+		st := d.stats()
+		s.Tunnel.RxBytes, s.Tunnel.TxBytes = st.RxBytes, st.TxBytes
+	}
+	return s
+}
+
+func cloneStatus(s Status) Status {
+	if s.Network != nil {
+		n := *s.Network
+		s.Network = &n
+	}
+	if s.Tunnel != nil {
+		t := *s.Tunnel
+		t.DNS = append([]string{}, t.DNS...)
+		s.Tunnel = &t
+	}
+	return s
+}
+
+func (d *Daemon) setStatus(f func(*Status)) {
+	d.mu.Lock()
+	old := cloneStatus(d.status)
+	f(&d.status)
+	s := cloneStatus(d.status)
+	changed := old.State != s.State || old.Reason != s.Reason || old.Override != s.Override
+	for ch := range d.subs {
+		// Keep only the newest for a slow reader: no storms, no blocking.
+		select {
+		case ch <- s:
+		default:
+			select {
+			case <-ch:
+			default:
+			}
+			select {
+			case ch <- s:
+			default:
+			}
+		}
+	}
+	d.mu.Unlock()
+	if changed {
+		d.log.Info("state", "state", s.State, "reason", s.Reason)
+	}
+}
+
+// Subscribe returns a channel that receives the status on every change
+// (the newest only, if the reader is slow) until cancel is called.
+func (d *Daemon) Subscribe() (<-chan Status, func()) {
+	ch := make(chan Status, 1)
+	d.mu.Lock()
+	d.subs[ch] = struct{}{}
+	ch <- cloneStatus(d.status)
+	d.mu.Unlock()
+	return ch, func() {
+		d.mu.Lock()
+		delete(d.subs, ch)
+		d.mu.Unlock()
+	}
+}
+
+// Up forces the tunnel (through profile, or the policy's) until the network changes.
+func (d *Daemon) Up(ctx context.Context, profile string) error {
+	return d.do(ctx, func(ctx context.Context) error {
+		if profile != "" {
+			if _, err := d.o.Config.Profile(profile); err != nil {
+				return err
+			}
+		}
+		if d.net.IsZero() {
+			return errors.New("no network to tunnel from")
+		}
+		d.override, d.ovProf = "up", profile
+		d.evaluate(ctx)
+		return nil
+	})
+}
+
+// Down uses the network directly until it changes.
+func (d *Daemon) Down(ctx context.Context) error {
+	return d.do(ctx, func(ctx context.Context) error {
+		if d.net.IsZero() {
+			return errors.New("no network")
+		}
+		d.override, d.ovProf = "down", ""
+		d.evaluate(ctx)
+		return nil
+	})
+}
+
+// Reload re-reads the policy and judges the network again. A bad policy
+// is reported and the last good one stays in force.
+func (d *Daemon) Reload(ctx context.Context) error {
+	return d.do(ctx, func(ctx context.Context) error {
+		_, err := d.o.Policy.Reload()
+		d.evaluate(ctx)
+		return err
+	})
+}
+
+// Network returns the current network.
+func (d *Daemon) Network(ctx context.Context) (watcher.Network, error) {
+	var n watcher.Network
+	err := d.do(ctx, func(context.Context) error { n = d.net; return nil })
+	return n, err
+}

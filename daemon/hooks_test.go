@@ -1,0 +1,78 @@
+package daemon_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roamtun/roamtun/daemon"
+)
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestHooks: executables run in name order with the link's facts in their
+// environment; a failing one and one that hangs past its time limit are
+// logged, not fatal; files others may write are not run.
+func TestHooks(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	hooks := filepath.Join(dir, "hooks.d")
+	os.MkdirAll(hooks, 0o755)
+	write := func(name, body string, mode os.FileMode) {
+		p := filepath.Join(hooks, name)
+		os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), mode)
+		os.Chmod(p, mode) // past the umask
+	}
+	write("10-env", `echo "$1 $ROAMTUN_EVENT $PROFILE $IFNAME $LOCAL $REMOTE [$DNS] $SSID $UPLINK" >> `+out, 0o755)
+	write("20-fails", `echo broken >&2; exit 3`, 0o755)
+	write("30-hangs", `sleep 60`, 0o755)
+	write("40-after", `echo "after $1" >> `+out, 0o755)
+	write("50-writable", `echo "SHOULD NOT RUN" >> `+out, 0o777)
+	write("60-not-executable", `echo "SHOULD NOT RUN" >> `+out, 0o644)
+	os.WriteFile(filepath.Join(hooks, ".hidden"), []byte("#!/bin/sh\necho SHOULD NOT RUN >> "+out+"\n"), 0o755)
+
+	var log lockedBuf
+	h := &daemon.Hooks{Timeout: time.Second, Log: slog.New(slog.NewTextHandler(&log, nil))}
+	env := daemon.HookEnv{Profile: "home", Ifname: "roamtun0", Local: netip.MustParseAddr("10.9.0.2"),
+		Remote: netip.MustParseAddr("10.9.0.1"), DNS: []netip.Addr{netip.MustParseAddr("10.9.0.53"), netip.MustParseAddr("10.9.0.54")},
+		SSID: "Cafe", Interface: "wlan0"}
+	h.Run(hooks, "up", env)
+	h.Run(hooks, "down", env)
+	h.Wait()
+	b, _ := os.ReadFile(out)
+	want := "up up home roamtun0 10.9.0.2 10.9.0.1 [10.9.0.53 10.9.0.54] Cafe wlan0\nafter up\n" +
+		"down down home roamtun0 10.9.0.2 10.9.0.1 [10.9.0.53 10.9.0.54] Cafe wlan0\nafter down\n"
+	if string(b) != want {
+		t.Errorf("hooks wrote:\n%s\nwant:\n%s", b, want)
+	}
+	l := log.String()
+	for _, w := range []string{"hook failed", "broken", "hook timed out and was killed"} {
+		if !strings.Contains(l, w) {
+			t.Errorf("log lacks %q:\n%s", w, l)
+		}
+	}
+	var nilHooks *daemon.Hooks
+	nilHooks.Run(hooks, "up", env) // no hooks configured: nothing, no panic
+	nilHooks.Wait()
+}
