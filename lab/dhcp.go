@@ -55,7 +55,8 @@ type Lease struct {
 	Router  net.IP
 	DNS     []net.IP
 	Server  net.IP
-	Routes  dhcpv4.Routes // option 121
+	Routes  dhcpv4.Routes  // option 121
+	ACK     *dhcpv4.DHCPv4 // the server's acknowledgement, as received
 	lease   *nclient4.Lease
 	dev     string
 	ns      *Namespace
@@ -76,12 +77,13 @@ func (ns *Namespace) AcquireLease(dev string, timeout time.Duration) (*Lease, er
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		lease, err := c.Request(ctx)
+		// Ask for classless routes (option 121) as real clients do.
+		lease, err := c.Request(ctx, dhcpv4.WithRequestedOptions(dhcpv4.OptionClasslessStaticRoute))
 		if err != nil {
 			return fmt.Errorf("DHCP on %s: %w", dev, err)
 		}
 		ack := lease.ACK
-		l = &Lease{lease: lease, dev: dev, ns: ns, Server: ack.ServerIdentifier(),
+		l = &Lease{lease: lease, ACK: ack, dev: dev, ns: ns, Server: ack.ServerIdentifier(),
 			DNS: ack.DNS(), Routes: ack.ClasslessStaticRoute()}
 		mask := ack.SubnetMask()
 		if mask == nil {

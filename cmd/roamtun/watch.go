@@ -7,6 +7,7 @@ import (
 
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/watcher"
+	"github.com/roamtun/roamtun/watcher/dhcpsniff"
 	"github.com/roamtun/roamtun/watcher/nl80211"
 	"github.com/roamtun/roamtun/watcher/rtnetlink"
 )
@@ -25,6 +26,8 @@ func startWatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (<-
 			sources = append(sources, &rtnetlink.Source{Ignore: ignore, Log: log})
 		case "nl80211":
 			sources = append(sources, &nl80211.Source{Log: log})
+		case "dhcp":
+			sources = append(sources, &dhcpsniff.Source{Log: log})
 		default:
 			sources = append(sources, unavailable{name, "not built into this version of roamtun"})
 		}
