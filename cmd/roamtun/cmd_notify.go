@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/notify"
+)
+
+var notifyCmd = &command{
+	name:  "notify",
+	usage: "[--config FILE]",
+	help:  "per-user agent: the daemon's events as desktop notifications (run in your session; needs membership of socket_group)",
+}
+
+func init() {
+	notifyCmd.run = runNotify
+	register(notifyCmd)
+}
+
+// portalURL is opened by "Sign in": plain HTTP, so the portal can redirect it.
+const portalURL = "http://neverssl.com/"
+
+func runNotify(e *env, args []string) error {
+	fs, cfgPath := newFlags(e, notifyCmd)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("notify takes no arguments")
+	}
+	sock, err := socketOf(*cfgPath)
+	if err != nil {
+		return err
+	}
+	conn, err := dbus.ConnectSessionBus(dbus.WithSignalHandler(dbus.NewSequentialSignalHandler()))
+	if err != nil {
+		return fmt.Errorf("session bus: %w", err)
+	}
+	defer conn.Close()
+	call := func(req daemon.Request) error {
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+		defer cancel()
+		_, err := daemon.Call(ctx, sock, req)
+		return err
+	}
+	agent, err := notify.New(notify.Options{Conn: conn, Log: e.log, OnAction: func(action string) error {
+		switch action {
+		case "disconnect":
+			return call(daemon.Request{Cmd: "down"})
+		case "trust":
+			return call(daemon.Request{Cmd: "trust", PinBSSID: true})
+		case "signin":
+			return exec.Command("xdg-open", portalURL).Start()
+		}
+		return fmt.Errorf("unknown action %q", action)
+	}})
+	if err != nil {
+		return err
+	}
+	events := make(chan notify.Event, 16)
+	go func() {
+		defer close(events)
+		warned := false
+		for e.ctx.Err() == nil {
+			err := daemon.Watch(e.ctx, sock, func(s daemon.Status) error {
+				warned = false
+				events <- eventOf(s)
+				return nil
+			})
+			if e.ctx.Err() != nil {
+				return
+			}
+			if !warned {
+				e.log.Warn("daemon not reachable; retrying every 5 s", "err", err)
+				warned = true
+			}
+			select {
+			case <-e.ctx.Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}()
+	return agent.Run(e.ctx, events)
+}
+
+func eventOf(s daemon.Status) notify.Event {
+	ev := notify.Event{State: string(s.State), Reason: s.Reason}
+	if n := s.Network; n != nil {
+		ev.SSID, ev.Interface, ev.TunnelVision = n.SSID, n.Interface, n.TunnelVision
+	}
+	if t := s.Tunnel; t != nil {
+		ev.Profile, ev.Local, ev.Remote = t.Profile, t.Local, t.Remote
+	}
+	return ev
+}
