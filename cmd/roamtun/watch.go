@@ -8,6 +8,7 @@ import (
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/watcher"
 	"github.com/roamtun/roamtun/watcher/dhcpsniff"
+	"github.com/roamtun/roamtun/watcher/networkmanager"
 	"github.com/roamtun/roamtun/watcher/nl80211"
 	"github.com/roamtun/roamtun/watcher/rtnetlink"
 )
@@ -26,10 +27,12 @@ func startWatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (<-
 			sources = append(sources, &rtnetlink.Source{Ignore: ignore, Log: log})
 		case "nl80211":
 			sources = append(sources, &nl80211.Source{Log: log})
+		case "networkmanager":
+			sources = append(sources, &networkmanager.Source{Log: log})
 		case "dhcp":
 			sources = append(sources, &dhcpsniff.Source{Log: log})
-		default:
-			sources = append(sources, unavailable{name, "not built into this version of roamtun"})
+		default: // config validation knows the same names
+			return nil, nil, fmt.Errorf("daemon.sources: unknown source %q", name)
 		}
 	}
 	if len(sources) == 0 {
@@ -40,16 +43,4 @@ func startWatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (<-
 	done := make(chan struct{})
 	go func() { w.Run(wctx); close(done) }()
 	return w.Changes(), func() { cancel(); <-done }, nil
-}
-
-// unavailable stands for a source this build cannot run: the watcher logs
-// it once and carries on without it.
-type unavailable struct{ name, why string }
-
-func (u unavailable) Name() string { return u.name }
-func (u unavailable) Run(context.Context, func()) error {
-	return fmt.Errorf("%s: %s: %w", u.name, u.why, watcher.ErrUnavailable)
-}
-func (u unavailable) Observe(context.Context) ([]watcher.Network, error) {
-	return nil, watcher.ErrUnavailable
 }
