@@ -266,33 +266,48 @@ func (c *Control) handle(ctx context.Context, req Request) Response {
 		if n.IsZero() {
 			return fail(errors.New("no current network"))
 		}
-		if n.Kind != watcher.KindWifi {
-			return fail(fmt.Errorf("the current network (%s on %s) is not Wi-Fi: write a rule with gateway_mac for it", n.Kind, n.Interface))
+		wired := n.Kind != watcher.KindWifi
+		where := n.DisplaySSID()
+		if wired {
+			if n.GatewayMAC == "" {
+				return fail(fmt.Errorf("the wired network on %s: its gateway's MAC is not known yet (try again in a moment)", n.Interface))
+			}
+			where = "the wired network of gateway " + n.GatewayMAC
 		}
 		var msg string
 		if req.Cmd == "trust" {
 			spec := policy.TrustSpec{SSID: n.SSID, Security: req.Security, Verify: req.Verify, Profile: req.Profile}
-			if req.PinBSSID && n.BSSID != "" {
-				spec.BSSID = []string{n.BSSID}
-			}
-			if req.PinGateway {
-				if n.GatewayMAC == "" {
-					return fail(errors.New("the gateway's MAC is not known yet"))
+			switch {
+			case wired:
+				spec.Interface, spec.SSID, spec.GatewayMAC = "ethernet", "", []string{n.GatewayMAC}
+			default:
+				if req.PinBSSID && n.BSSID != "" {
+					spec.BSSID = []string{n.BSSID}
 				}
-				spec.GatewayMAC = []string{n.GatewayMAC}
+				if req.PinGateway {
+					if n.GatewayMAC == "" {
+						return fail(errors.New("the gateway's MAC is not known yet"))
+					}
+					spec.GatewayMAC = []string{n.GatewayMAC}
+				}
 			}
 			if err := policy.Trust(c.PolicyDir, spec, c.Profiles); err != nil {
 				return fail(err)
 			}
-			msg = "trusting " + n.DisplaySSID()
+			msg = "trusting " + where
 		} else {
-			removed, err := policy.Untrust(c.PolicyDir, n.SSID, c.Profiles)
+			var removed bool
+			if wired {
+				removed, err = policy.UntrustWired(c.PolicyDir, n.GatewayMAC, c.Profiles)
+			} else {
+				removed, err = policy.Untrust(c.PolicyDir, n.SSID, c.Profiles)
+			}
 			if err != nil {
 				return fail(err)
 			}
-			msg = "no rule of roamtun's trusted " + n.DisplaySSID()
+			msg = "no rule of roamtun's trusted " + where
 			if removed {
-				msg = "no longer trusting " + n.DisplaySSID()
+				msg = "no longer trusting " + where
 			}
 		}
 		if err := c.D.Reload(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -20,6 +21,9 @@ const managedHeader = "# Managed by roamtun (roamtun trust / untrust): hand edit
 
 // TrustSpec is what `roamtun trust` asks for.
 type TrustSpec struct {
+	// Interface is "wifi" (the default: a network named by its SSID) or
+	// "ethernet" (a wired network, named by its gateway's MAC).
+	Interface  string
 	SSID       string   // raw bytes
 	Security   []string // empty: wpa2, wpa3
 	BSSID      []string // pins (MAC globs)
@@ -35,12 +39,61 @@ func Trust(dir string, s TrustSpec, profiles Profiles) error {
 	if err != nil {
 		return err
 	}
-	rules = removeSSID(rules, s.SSID)
-	if len(s.Security) == 0 {
-		s.Security = []string{"wpa2", "wpa3"}
+	if s.Interface == "ethernet" {
+		if len(s.GatewayMAC) == 0 {
+			return errors.New("trusting a wired network needs its gateway's MAC (gateway_mac)")
+		}
+		s.SSID, s.BSSID = "", nil
+		if len(s.Security) == 0 {
+			s.Security = []string{"none", "8021x"}
+		}
+		rules = slices.DeleteFunc(rules, func(r TrustSpec) bool { return r.Interface == "ethernet" && sharesMAC(r.GatewayMAC, s.GatewayMAC) })
+	} else {
+		s.Interface = "wifi"
+		rules = removeSSID(rules, s.SSID)
+		if len(s.Security) == 0 {
+			s.Security = []string{"wpa2", "wpa3"}
+		}
 	}
 	rules = append(rules, s)
 	return writeManaged(dir, rules, profiles)
+}
+
+func sharesMAC(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, strings.ToLower(x)) {
+			return true
+		}
+	}
+	return false
+}
+
+// UntrustWired removes the managed trust rules for the wired network whose
+// gateway has mac, like Untrust does for an SSID.
+func UntrustWired(dir, mac string, profiles Profiles) (removed bool, err error) {
+	mac = strings.ToLower(mac)
+	rules, err := readManaged(dir)
+	if err != nil {
+		return false, err
+	}
+	kept := slices.DeleteFunc(slices.Clone(rules), func(r TrustSpec) bool {
+		return r.Interface == "ethernet" && sharesMAC(r.GatewayMAC, []string{mac})
+	})
+	if removed = len(kept) != len(rules); removed {
+		if err := writeManaged(dir, kept, profiles); err != nil {
+			return false, err
+		}
+	}
+	p, err := Load(dir, profiles)
+	if err != nil {
+		return removed, err
+	}
+	for _, r := range p.Rules {
+		if r.Action == ActionTrust && r.Interface != "wifi" && len(r.GatewayMAC) > 0 && globAny(r.GatewayMAC, mac) {
+			return removed, fmt.Errorf("rule %q at %s still trusts the network of gateway %s: edit that file", r.Name, r.Where(), mac)
+		}
+	}
+	return removed, nil
 }
 
 // Untrust removes the managed trust rule for ssid. It reports whether there
@@ -73,7 +126,7 @@ func Untrust(dir, ssid string, profiles Profiles) (removed bool, err error) {
 func removeSSID(rules []TrustSpec, ssid string) []TrustSpec {
 	out := rules[:0:0]
 	for _, r := range rules {
-		if r.SSID != ssid {
+		if r.Interface == "ethernet" || r.SSID != ssid {
 			out = append(out, r)
 		}
 	}
@@ -99,7 +152,7 @@ func readManaged(dir string) ([]TrustSpec, error) {
 	}
 	var out []TrustSpec
 	for _, r := range p.Rules {
-		s := TrustSpec{SSID: r.SSID, BSSID: r.BSSID, GatewayMAC: r.GatewayMAC, Verify: r.Verify, Profile: r.Profile}
+		s := TrustSpec{Interface: r.Interface, SSID: r.SSID, BSSID: r.BSSID, GatewayMAC: r.GatewayMAC, Verify: r.Verify, Profile: r.Profile}
 		for _, k := range r.Security {
 			s.Security = append(s.Security, securityName(k))
 		}
@@ -115,9 +168,16 @@ func render(rules []TrustSpec) []byte {
 	b.WriteString(managedHeader)
 	for _, r := range rules {
 		b.WriteString("\n[[rule]]\n")
-		fmt.Fprintf(&b, "name = %s\n", tomlString("cli: "+quoteSSID(r.SSID)))
-		b.WriteString("interface = \"wifi\"\n")
-		if utf8.ValidString(r.SSID) && !strings.ContainsAny(r.SSID, `*?[\`) {
+		if r.Interface == "ethernet" {
+			fmt.Fprintf(&b, "name = %s\n", tomlString("cli: wired, gateway "+strings.Join(r.GatewayMAC, ",")))
+			b.WriteString("interface = \"ethernet\"\n")
+		} else {
+			fmt.Fprintf(&b, "name = %s\n", tomlString("cli: "+quoteSSID(r.SSID)))
+			b.WriteString("interface = \"wifi\"\n")
+		}
+		if r.Interface == "ethernet" {
+			// named by the gateway's MAC alone
+		} else if utf8.ValidString(r.SSID) && !strings.ContainsAny(r.SSID, `*?[\`) {
 			fmt.Fprintf(&b, "ssid = %s\n", tomlString(r.SSID))
 		} else {
 			fmt.Fprintf(&b, "ssid_hex = %q\n", hex.EncodeToString([]byte(r.SSID)))

@@ -78,3 +78,43 @@ func TestTrustRefusesUnmanaged(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestTrustWired: a wired network is trusted by its gateway's MAC, next to
+// Wi-Fi rules, and untrusted again; another router is not trusted.
+func TestTrustWired(t *testing.T) {
+	dir := writeFiles(t, map[string]string{})
+	ctx := context.Background()
+	decide := func(mac string) Decision {
+		p, err := Load(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Decide(ctx, watcher.Network{Interface: "eth0", Kind: watcher.KindEthernet, GatewayMAC: mac}, nil)
+	}
+	if err := Trust(dir, TrustSpec{SSID: "Home"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Trust(dir, TrustSpec{Interface: "ethernet"}, nil); err == nil {
+		t.Error("wired trust without a gateway MAC accepted")
+	}
+	if err := Trust(dir, TrustSpec{Interface: "ethernet", GatewayMAC: []string{"00:11:22:33:44:55"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := decide("00:11:22:33:44:55"); d.Action != ActionTrust {
+		t.Errorf("the office router: %+v", d)
+	}
+	if d := decide("00:11:22:33:44:56"); d.Action == ActionTrust {
+		t.Errorf("another router trusted: %+v", d)
+	}
+	removed, err := UntrustWired(dir, "00:11:22:33:44:55", nil)
+	if err != nil || !removed {
+		t.Fatalf("untrust wired: %v %v", removed, err)
+	}
+	if d := decide("00:11:22:33:44:55"); d.Action == ActionTrust {
+		t.Errorf("still trusted after untrust: %+v", d)
+	}
+	p, _ := Load(dir, nil)
+	if len(p.Rules) != 1 || p.Rules[0].SSID != "Home" {
+		t.Errorf("the Wi-Fi rule should stay: %+v", p.Rules)
+	}
+}

@@ -134,16 +134,21 @@ func TestDaemonEndToEnd(t *testing.T) {
 	}
 	t.Logf("roamtun status:\n%s", human)
 
-	// Trust it: a rule pinning the café router's MAC.
+	// Trust it, then change our mind: roamtun trust / untrust of the
+	// current network (wired: pinned by the café router's MAC).
 	mac, _ := d.tri.Cafe.Run("cat", "/sys/class/net/lan0/address")
-	withLease := snapshot(t, d.sshLab)
-	_ = withLease
-	trust := filepath.Join(d.policyDir, "10-cafe.toml")
-	os.WriteFile(trust, []byte(fmt.Sprintf("[[rule]]\nname = \"cafe-router\"\ninterface = \"ethernet\"\ngateway_mac = [%q]\nsecurity = [\"none\"]\naction = \"trust\"\n", strings.TrimSpace(mac))), 0o644)
+	mac = strings.TrimSpace(mac)
+	out, err := d.tri.Laptop.Run(roamtun(t), "trust", "--config", d.cfg)
+	if err != nil || !strings.Contains(out, "trusting the wired network of gateway "+mac) {
+		t.Fatalf("roamtun trust: %v\n%s", err, out)
+	}
 	s, took := d.waitState(t, daemon.StateDirect, "trusted by gateway MAC")
-	t.Logf("policy file trusting the network → direct in %s", took.Round(time.Millisecond))
-	if s.Network.Rule != "cafe-router" {
+	t.Logf("roamtun trust → direct in %s", took.Round(time.Millisecond))
+	if !strings.Contains(s.Network.Rule, mac) {
 		t.Errorf("rule %q", s.Network.Rule)
+	}
+	if b, _ := os.ReadFile(filepath.Join(d.policyDir, "50-roamtun-cli.toml")); !strings.Contains(string(b), mac) {
+		t.Errorf("managed policy file:\n%s", b)
 	}
 	if got := routeGet(t, d.tri.Laptop, "10.200.2.1"); !strings.Contains(got, "via "+lab.CafeLaptopIP+" dev wan0") {
 		t.Errorf("direct: %s", got)
@@ -151,7 +156,9 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if rules, _ := d.tri.Laptop.Run("ip", "rule"); strings.Contains(rules, "5250") {
 		t.Errorf("direct: our rules still there:\n%s", rules)
 	}
-	os.Remove(trust)
+	if out, err := d.tri.Laptop.Run(roamtun(t), "untrust", "--config", d.cfg); err != nil || !strings.Contains(out, "no longer trusting") {
+		t.Fatalf("roamtun untrust: %v\n%s", err, out)
+	}
 	d.waitState(t, daemon.StateUp, "untrusted again")
 
 	// The network goes away.
@@ -182,8 +189,18 @@ func TestDaemonEndToEnd(t *testing.T) {
 			t.Errorf("ip %s rule after restart:\n%s", fam, rules)
 		}
 	}
-	if out, err := d.tri.Laptop.Run("ping", "-c", "2", "-i", "0.2", "-W", "3", "10.9.0.1"); err != nil {
-		t.Errorf("ping through the tunnel after restart: %v\n%s", err, out)
+	// The killed daemon's session lives on at home until its serve sees
+	// the ssh session end; until then the home side has two links to the
+	// same peer address. Wait for the server side to settle.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := d.tri.Laptop.Run("ping", "-c", "1", "-W", "1", "10.9.0.1")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ping through the tunnel after restart: %v\n%s", err, out)
+		}
 	}
 
 	// SIGTERM: everything back as it was with the lease.

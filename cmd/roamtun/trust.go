@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -93,9 +94,17 @@ func runTrust(e *env, args []string) error {
 		if len(bssid.macs) > 0 || len(gw.macs) > 0 {
 			return usagef("explicit --bssid=MAC / --gateway=MAC go with a named SSID")
 		}
-		// The current network is the daemon's to know.
+		// The current network is the daemon's to know; without --security
+		// it picks the default for the network's kind (Wi-Fi: wpa2, wpa3;
+		// wired: none, 8021x).
+		var kinds []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "security" {
+				kinds = splitList(*sec)
+			}
+		})
 		return simpleCall(e, *cfgPath, daemon.Request{Cmd: "trust", PinBSSID: bssid.current, PinGateway: gw.current,
-			Security: splitList(*sec), Verify: *verify, Profile: *profile})
+			Security: kinds, Verify: *verify, Profile: *profile})
 	}
 	if bssid.current || gw.current {
 		return usagef("--bssid / --gateway without a MAC pin the current network's: name no SSID, or give the MAC")
