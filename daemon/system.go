@@ -43,6 +43,25 @@ func OpenSystem(d config.Daemon, log *slog.Logger) (*System, error) {
 	return &System{J: j, Log: log, DNS: dnsctl.Options{Backend: d.DNS, StateDir: d.StateDir, Log: log}}, nil
 }
 
+// Recover opens the system (OpenSystem) and undoes what an earlier run
+// left behind (Cleanup), logging how much that was. The System is usable
+// even when recovery failed in part: the error says what is left in the
+// journal, and the caller decides whether to go on.
+func Recover(ctx context.Context, d config.Daemon, log *slog.Logger) (*System, error) {
+	s, err := OpenSystem(d, log)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.Cleanup(ctx)
+	if n > 0 {
+		s.Log.Warn("undid what an earlier run left behind", "changes", n)
+	}
+	if err != nil {
+		return s, fmt.Errorf("undoing what an earlier run left: %w", err)
+	}
+	return s, nil
+}
+
 // Cleanup undoes every journaled change, newest first. Entries it cannot
 // undo stay for the next try; the error says which and why.
 func (s *System) Cleanup(ctx context.Context) (int, error) {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/roamtun/roamtun/internal/atomicfile"
 )
 
 // marker starts every resolv.conf roamtun writes.
@@ -51,7 +53,7 @@ func prepareFile(o Options, c *Change) error {
 		return fmt.Errorf("dns: %w", err)
 	}
 	c.Original = filepath.Join(o.StateDir, originalName)
-	if err := writeDurable(c.Original, b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(c.Original, b, 0o600); err != nil {
 		return fmt.Errorf("dns: keeping the original: %w", err)
 	}
 	return nil
@@ -124,7 +126,7 @@ func revertFile(o Options, c Change) error {
 	}
 	if curErr == nil && !isOurs(cur) {
 		kept := filepath.Join(filepath.Dir(c.Original), "resolv.conf.replaced")
-		writeDurable(kept, cur, 0o600)
+		atomicfile.WriteFile(kept, cur, 0o600)
 		o.log().Warn("resolv.conf was rewritten by someone else while the tunnel was up; restoring the original, theirs kept",
 			"path", c.Path, "kept", kept)
 	}
@@ -188,7 +190,7 @@ func replace(path string, data []byte, mode os.FileMode) error {
 		}
 		if err == nil {
 			if err = os.Rename(tmp, path); err == nil {
-				return syncDir(dir)
+				return atomicfile.SyncDir(dir)
 			}
 		}
 		os.Remove(tmp)
@@ -228,41 +230,5 @@ func restoreSymlink(path, target string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("dns: restoring the link %s -> %s: %w", path, target, err)
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func writeDurable(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	d.Sync()
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(path))
 }

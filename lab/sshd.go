@@ -52,15 +52,10 @@ const (
 func (l *Lab) Triangle() (*Triangle, error) {
 	var t Triangle
 	var err error
-	for _, ns := range []struct {
-		p    **Namespace
-		role string
-	}{{&t.Laptop, "laptop"}, {&t.Cafe, "cafe"}, {&t.Home, "home"}} {
-		if *ns.p, err = l.Namespace(ns.role); err != nil {
-			return nil, err
-		}
+	if t.Laptop, t.Cafe, err = l.CafeLink(LaptopIP + "/24"); err != nil {
+		return nil, err
 	}
-	if err := l.Veth(t.Laptop, "wan0", LaptopIP+"/24", t.Cafe, "lan0", CafeLaptopIP+"/24"); err != nil {
+	if t.Home, err = l.Namespace("home"); err != nil {
 		return nil, err
 	}
 	if err := l.Veth(t.Cafe, "up0", CafeHomeIP+"/24", t.Home, "eth0", HomeIP+"/24"); err != nil {
@@ -272,4 +267,20 @@ func (s *SSHServer) Start() error {
 func (s *SSHServer) Stop() {
 	syscall.Kill(-s.proc.Cmd.Process.Pid, syscall.SIGKILL)
 	s.proc.Wait(5 * time.Second)
+}
+
+// CafeLink builds the two namespaces most tests start from: a laptop whose
+// wan0 is on a café router's link (lan0, 10.200.1.1/24). laptopAddr is
+// wan0's address ("" to leave it for DHCP).
+func (l *Lab) CafeLink(laptopAddr string) (laptop, cafe *Namespace, err error) {
+	if laptop, err = l.Namespace("laptop"); err != nil {
+		return nil, nil, err
+	}
+	if cafe, err = l.Namespace("cafe"); err != nil {
+		return nil, nil, err
+	}
+	if err := l.Veth(laptop, "wan0", laptopAddr, cafe, "lan0", CafeLaptopIP+"/24"); err != nil {
+		return nil, nil, err
+	}
+	return laptop, cafe, nil
 }

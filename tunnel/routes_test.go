@@ -39,15 +39,8 @@ func netState(t testing.TB, ns *lab.Namespace) string {
 func cafeLab(t *testing.T) (*lab.Lab, *lab.Namespace, *lab.Namespace) {
 	l := lab.NewT(t)
 	lab.RequireCommand(t, "nft")
-	laptop, err := l.Namespace("laptop")
+	laptop, cafe, err := l.CafeLink("10.200.1.2/24")
 	if err != nil {
-		t.Fatal(err)
-	}
-	cafe, err := l.Namespace("cafe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Veth(laptop, "wan0", "10.200.1.2/24", cafe, "lan0", "10.200.1.1/24"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range [][]string{

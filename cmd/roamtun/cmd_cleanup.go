@@ -19,14 +19,7 @@ func init() {
 }
 
 func runCleanup(e *env, args []string) error {
-	fs, cfgPath := newFlags(e, cleanupCmd)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usagef("cleanup takes no arguments")
-	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := configOnly(e, cleanupCmd, args)
 	if err != nil {
 		return err
 	}
@@ -45,4 +38,17 @@ func runCleanup(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "undid %d changes\n", n)
 	}
 	return nil
+}
+
+// configOnly parses a command that takes --config and nothing else, and
+// loads the config.
+func configOnly(e *env, c *command, args []string) (*config.Config, error) {
+	fs, cfgPath := newFlags(e, c)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() != 0 {
+		return nil, usagef("%s takes no arguments", c.name)
+	}
+	return config.Load(*cfgPath)
 }

@@ -57,15 +57,12 @@ func runConnect(e *env, args []string) (rerr error) {
 		if err != nil {
 			return err
 		}
-		sys, err := daemon.OpenSystem(cfg.Daemon, e.log)
+		sys, err := daemon.Recover(e.ctx, cfg.Daemon, e.log)
+		if sys != nil {
+			defer sys.Close()
+		}
 		if err != nil {
 			return err
-		}
-		defer sys.Close()
-		if n, err := sys.Cleanup(e.ctx); err != nil {
-			return fmt.Errorf("undoing what an earlier run left: %w", err)
-		} else if n > 0 {
-			e.log.Warn("undid what an earlier run left behind", "changes", n)
 		}
 		if guard, err = sys.Protect(e.ctx, p, server); err != nil {
 			return err

@@ -7,7 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/policy"
 )
@@ -24,27 +23,19 @@ func init() {
 }
 
 func runDaemon(e *env, args []string) error {
-	fs, cfgPath := newFlags(e, daemonCmd)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usagef("daemon takes no arguments")
-	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := configOnly(e, daemonCmd, args)
 	if err != nil {
 		return err
 	}
-	sys, err := daemon.OpenSystem(cfg.Daemon, e.log)
-	if err != nil {
+	// A crashed or killed daemon's routes, firewall and DNS go first; what
+	// cannot be undone now stays in the journal for the next try.
+	sys, err := daemon.Recover(e.ctx, cfg.Daemon, e.log)
+	if sys == nil {
 		return err
 	}
 	defer sys.Close()
-	// A crashed or killed daemon's routes, firewall and DNS go first.
-	if n, err := sys.Cleanup(e.ctx); err != nil {
-		e.log.Error("could not undo everything an earlier run left; will retry with roamtun cleanup", "err", err)
-	} else if n > 0 {
-		e.log.Warn("undid what an earlier run left behind", "changes", n)
+	if err != nil {
+		e.log.Error("could not undo everything an earlier run left; roamtun cleanup retries", "err", err)
 	}
 	holder, err := policy.NewHolder(cfg.Daemon.PolicyDir, policyProfiles(cfg))
 	if err != nil {

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/roamtun/roamtun/internal/atomicfile"
 )
 
 // ErrBusy is returned by Open when another process holds the journal.
@@ -122,7 +124,7 @@ func (j *Journal) Record(kind string, data any) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeDurable(e.File, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(e.File, append(b, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return e, nil
@@ -137,7 +139,7 @@ func (j *Journal) Rewrite(e *Entry, data json.RawMessage) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeDurable(n.File, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(n.File, append(b, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return &n, nil
@@ -148,7 +150,7 @@ func (j *Journal) Done(e *Entry) error {
 	if err := os.Remove(e.File); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("journal: %w", err)
 	}
-	return syncDir(j.dir)
+	return atomicfile.SyncDir(j.dir)
 }
 
 // Pending returns the entries on disk, oldest first. A file that cannot be
@@ -221,38 +223,4 @@ func (j *Journal) Replay(ctx context.Context, undo map[string]Undoer) (undone in
 		undone++
 	}
 	return undone, errors.Join(errs...)
-}
-
-// writeDurable writes data to path atomically and durably.
-func writeDurable(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

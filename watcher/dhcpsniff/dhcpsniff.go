@@ -136,6 +136,7 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 		return fmt.Errorf("packet socket: %w", err)
 	}
 	defer unix.Close(fd)
+	hint() // listening now
 	buf := make([]byte, 2048)
 	for ctx.Err() == nil {
 		n, from, err := unix.Recvfrom(fd, buf, 0)

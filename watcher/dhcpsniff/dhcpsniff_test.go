@@ -69,15 +69,8 @@ func inject(t *testing.T, ns *lab.Namespace, dev string, b []byte) {
 func TestRealLease(t *testing.T) {
 	l := lab.NewT(t)
 	lab.RequireCommand(t, "dnsmasq")
-	laptop, err := l.Namespace("laptop")
+	laptop, cafe, err := l.CafeLink("")
 	if err != nil {
-		t.Fatal(err)
-	}
-	cafe, err := l.Namespace("cafe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Veth(laptop, "wan0", "", cafe, "lan0", "10.200.1.1/24"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cafe.StartDHCPServer("lan0", "10.200.1.100", "10.200.1.150", "10.200.1.1",
@@ -97,7 +90,11 @@ func TestRealLease(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, func() { hints <- struct{}{} }) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(300 * time.Millisecond) // the socket is open
+	select { // the source hints once its socket is open
+	case <-hints:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the source did not start")
+	}
 
 	lease, err := laptop.AcquireLease("wan0", 30*time.Second)
 	if err != nil {

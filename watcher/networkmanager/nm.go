@@ -82,6 +82,7 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 	sigs := make(chan *dbus.Signal, 256)
 	c.Signal(sigs)
 	defer c.RemoveSignal(sigs)
+	hint() // listening now: whatever changed before is worth a look
 	for {
 		select {
 		case <-ctx.Done():

@@ -123,6 +123,7 @@ func (s *Source) subscribeOnce(ctx context.Context, hint func()) error {
 	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{Namespace: s.Netns, ErrorCallback: onErr}); err != nil {
 		return fmt.Errorf("subscribing to neighbours: %w", err)
 	}
+	hint() // listening now: whatever changed before is worth a look
 	for {
 		select {
 		case <-ctx.Done():

@@ -19,15 +19,8 @@ import (
 // the network away.
 func TestRealKernel(t *testing.T) {
 	l := lab.NewT(t)
-	laptop, err := l.Namespace("laptop")
+	laptop, cafe, err := l.CafeLink("10.200.1.2/24")
 	if err != nil {
-		t.Fatal(err)
-	}
-	cafe, err := l.Namespace("cafe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Veth(laptop, "wan0", "10.200.1.2/24", cafe, "lan0", "10.200.1.1/24"); err != nil {
 		t.Fatal(err)
 	}
 	h, err := netns.GetFromName(laptop.Name())
@@ -60,8 +53,7 @@ func TestRealKernel(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	// Subscriptions are in place once existing state would hint: poke.
-	time.Sleep(200 * time.Millisecond)
+	waitHint("subscribing", 0) // the source hints once it listens
 	h0 := hints.Load()
 	if _, err := laptop.Run("ip", "route", "add", "default", "via", "10.200.1.1"); err != nil {
 		t.Fatal(err)
