@@ -3,9 +3,12 @@ package tunnel_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,6 +116,11 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if s, _ := d.status(t); s.State != daemon.StateIdle {
 		t.Errorf("before a lease: %s", s.State)
 	}
+	// A second client follows every change, as `roamtun notify` does.
+	watch, err := d.tri.Laptop.StartProc(nil, roamtun(t), "status", "--json", "--watch", "--config", d.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	leaseAt := time.Now()
 	lease, err := d.tri.Laptop.AcquireLease("wan0", 30*time.Second)
 	if err != nil {
@@ -160,6 +168,21 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Fatalf("roamtun untrust: %v\n%s", err, out)
 	}
 	d.waitState(t, daemon.StateUp, "untrusted again")
+
+	// The watcher saw the story, one JSON object per line.
+	var states []string
+	for _, line := range strings.Split(strings.TrimSpace(watch.Stdout()), "\n") {
+		var st daemon.Status
+		if err := json.Unmarshal([]byte(line), &st); err != nil {
+			t.Fatalf("status --watch line %q: %v", line, err)
+		}
+		if len(states) == 0 || states[len(states)-1] != string(st.State) {
+			states = append(states, string(st.State))
+		}
+	}
+	if got := strings.Join(states, " "); !strings.Contains(got, "idle connecting up direct") || !strings.HasSuffix(got, "up") {
+		t.Errorf("status --watch saw: %s", got)
+	}
 
 	// The network goes away.
 	if err := lease.Release(); err != nil {
@@ -215,4 +238,46 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if diff := bare.diff(snapshot(t, d.sshLab)); diff != "" {
 		t.Fatalf("after stop: not restored:\n%s", diff)
 	}
+}
+
+// TestNotifyDisconnect: the whole loop through the desktop — roamtun notify
+// follows the real daemon, dunst (a real notification server) shows the
+// "Tunnel up" bubble, the user picks "Disconnect" in it, and the daemon
+// goes direct until the network changes.
+func TestNotifyDisconnect(t *testing.T) {
+	lab.RequireCommand(t, "dnsmasq")
+	d := startDaemonLab(t)
+	d.start(t)
+	if _, err := d.tri.Laptop.AcquireLease("wan0", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(t, daemon.StateUp, "lease on an untrusted network")
+	desk := lab.StartDesktop(t)
+	n := exec.Command(roamtun(t), "notify", "--config", d.cfg)
+	n.Env = desk.Env
+	var logs strings.Builder
+	n.Stderr = &syncWriter{w: &logs}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.lab.Track(n.Process)
+	lab.WaitUntil(t, "the Tunnel up bubble", func() bool { return desk.Dunstctl(t, "count", "displayed") == "1" })
+	desk.WantMenuEntry("Disconnect")
+	desk.Dunstctl(t, "action", "0")
+	s, took := d.waitState(t, daemon.StateDirect, "Disconnect clicked")
+	if s.Override != "down" {
+		t.Errorf("override %q, want down", s.Override)
+	}
+	t.Logf("Disconnect clicked in dunst → daemon direct in %s; %d Notify calls on the bus", took.Round(time.Millisecond), desk.NotifyCalls())
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
