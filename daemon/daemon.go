@@ -78,7 +78,10 @@ type Options struct {
 	// Network means none. The daemon reads it until it is closed.
 	Networks <-chan watcher.Network
 	Hooks    *Hooks // may be nil
-	Log      *slog.Logger
+	// Standby: until the daemon has judged a network, nothing but DHCP and
+	// ND leaves it (tunnel.StartStandby). Set when profiles use lockdown.
+	Standby bool
+	Log     *slog.Logger
 	// Dial returns the command that carries PPP to p's server at addr;
 	// nil: the profile's dial_command, else ssh.
 	Dial func(p *config.Profile, addr netip.Addr) (argv, env []string)
@@ -107,6 +110,8 @@ type Daemon struct {
 	servers  map[string]netip.Addr // resolved once per profile
 	portal   map[string]time.Time  // per network: direct traffic allowed until, to sign in
 	done     chan struct{}         // closed when Run returns
+	standby  *tunnel.Standby
+	open     string // the interface the standby firewall lets out
 }
 
 // tunnelRun is one supervised tunnel and the protection around it.
@@ -142,6 +147,22 @@ func New(o Options) *Daemon {
 func (d *Daemon) Run(ctx context.Context) error {
 	nets := d.o.Networks
 	defer close(d.done)
+	if d.o.Standby {
+		var exempt []string
+		for _, p := range d.o.Config.Profiles {
+			exempt = append(exempt, p.Interface)
+		}
+		st, err := tunnel.StartStandby(d.o.System.J, exempt)
+		if err != nil {
+			return fmt.Errorf("lockdown: standby firewall: %w", err)
+		}
+		d.standby = st
+		defer func() {
+			if err := st.Stop(d.o.System.J); err != nil {
+				d.log.Error("removing the standby firewall", "err", err)
+			}
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -186,6 +207,26 @@ func (d *Daemon) do(ctx context.Context, f func(ctx context.Context) error) erro
 	}
 }
 
+// letOut opens the standby firewall for ifname alone ("" for none).
+func (d *Daemon) letOut(ifname string) {
+	if d.standby == nil || d.open == ifname {
+		return
+	}
+	if d.open != "" {
+		if err := d.standby.Close(d.open); err != nil {
+			d.log.Error("standby firewall", "err", err)
+		}
+	}
+	d.open = ""
+	if ifname != "" {
+		if err := d.standby.Open(ifname); err != nil {
+			d.log.Error("standby firewall", "err", err)
+			return
+		}
+		d.open = ifname
+	}
+}
+
 // sameNetwork: one network, perhaps another access point of it (a roam).
 func sameNetwork(a, b watcher.Network) bool {
 	return a.Interface == b.Interface && a.Kind == b.Kind && a.SSID == b.SSID && a.Connection == b.Connection
@@ -196,6 +237,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	n := d.net
 	if n.IsZero() {
 		d.stop(ctx)
+		d.letOut("")
 		d.setStatus(func(s *Status) { *s = Status{State: StateIdle, Reason: "no network: everything put back"} })
 		return
 	}
@@ -227,12 +269,14 @@ func (d *Daemon) evaluate(ctx context.Context) {
 
 	if dec.Action == policy.ActionTrust {
 		d.stop(ctx)
+		d.letOut(n.Interface)
 		d.setStatus(func(s *Status) { *s = Status{State: StateDirect, Reason: dec.Reason}; base(s) })
 		return
 	}
 	p, err := d.profile(dec.Profile)
 	if err != nil {
 		d.stop(ctx)
+		d.letOut("")
 		d.setStatus(func(s *Status) {
 			*s = Status{State: StateBlocked, Reason: "cannot tunnel: " + err.Error()}
 			base(s)
@@ -254,6 +298,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 		return
 	}
 	d.stop(ctx)
+	d.letOut("")
 	server, err := d.server(ctx, p)
 	if err != nil {
 		d.setStatus(func(s *Status) { *s = Status{State: StateBlocked, Reason: err.Error()}; base(s) })
@@ -269,6 +314,9 @@ func (d *Daemon) evaluate(ctx context.Context) {
 		d.setStatus(func(s *Status) { *s = Status{State: StateBlocked, Reason: err.Error()}; base(s) })
 		return
 	}
+	// Routing's own rules now hold the uplink (only ssh to the server,
+	// with lockdown): the standby firewall may let it out.
+	d.letOut(n.Interface)
 	d.gen++
 	r := &tunnelRun{gen: d.gen, key: key, profile: p, guard: guard, done: make(chan struct{}), block: block}
 	d.run = r
@@ -315,6 +363,7 @@ func (d *Daemon) inPortal(ctx context.Context, n watcher.Network, dec policy.Dec
 		return false
 	}
 	d.stop(ctx)
+	d.letOut(n.Interface) // direct traffic, to sign in
 	d.setStatus(func(s *Status) {
 		*s = Status{State: StatePortal, Reason: fmt.Sprintf("captive portal: sign in within %s (until %s); direct traffic is allowed until then, the tunnel follows",
 			time.Until(until).Round(time.Second), until.Format("15:04:05"))}

@@ -121,12 +121,29 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// From the lease on, something on the laptop keeps trying the café
+	// directly: the standby firewall must stop it before the daemon has
+	// even judged the network.
+	mac := macOf(t, d.tri.Laptop, "wan0")
+	stop := capture(t, d.tri.Cafe, "lan0")
+	pinger, err := d.tri.Laptop.StartProc(nil, "sh", "-c", "while :; do ping -c1 -W1 "+lab.CafeLaptopIP+" >/dev/null 2>&1; sleep 0.01; done")
+	if err != nil {
+		t.Fatal(err)
+	}
 	leaseAt := time.Now()
 	lease, err := d.tri.Laptop.AcquireLease("wan0", 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, _ := d.waitState(t, daemon.StateUp, "lease on an untrusted network")
+	syscall.Kill(-pinger.Cmd.Process.Pid, syscall.SIGKILL)
+	time.Sleep(300 * time.Millisecond)
+	pcap := stop()
+	allowed, bad := leaks(t, pcap, mac)
+	if len(bad) > 0 {
+		t.Errorf("%d frames left the laptop directly between the lease and the tunnel:\n%s", len(bad), strings.Join(bad, "\n"))
+	}
+	t.Logf("lease → tunnel, pinging the café all along: %d allowed frames (DHCP, ssh, ARP/ND), %d leaked", allowed, len(bad))
 	t.Logf("DHCP lease %s → tunnel up in %s (includes the DHCP exchange and the ssh handshake)", lease.Addr, time.Since(leaseAt).Round(time.Millisecond))
 	if s.Network == nil || s.Network.Interface != "wan0" || s.Network.Gateway != lab.CafeLaptopIP || s.Network.Action != "tunnel" ||
 		s.Tunnel == nil || s.Tunnel.Local != "10.9.0.2" || s.Tunnel.Remote != "10.9.0.1" || len(s.Tunnel.DNS) != 1 {
@@ -144,18 +161,18 @@ func TestDaemonEndToEnd(t *testing.T) {
 
 	// Trust it, then change our mind: roamtun trust / untrust of the
 	// current network (wired: pinned by the café router's MAC).
-	mac, _ := d.tri.Cafe.Run("cat", "/sys/class/net/lan0/address")
-	mac = strings.TrimSpace(mac)
+	cafeMAC, _ := d.tri.Cafe.Run("cat", "/sys/class/net/lan0/address")
+	cafeMAC = strings.TrimSpace(cafeMAC)
 	out, err := d.tri.Laptop.Run(roamtun(t), "trust", "--config", d.cfg)
-	if err != nil || !strings.Contains(out, "trusting the wired network of gateway "+mac) {
+	if err != nil || !strings.Contains(out, "trusting the wired network of gateway "+cafeMAC) {
 		t.Fatalf("roamtun trust: %v\n%s", err, out)
 	}
 	s, took := d.waitState(t, daemon.StateDirect, "trusted by gateway MAC")
 	t.Logf("roamtun trust → direct in %s", took.Round(time.Millisecond))
-	if !strings.Contains(s.Network.Rule, mac) {
+	if !strings.Contains(s.Network.Rule, cafeMAC) {
 		t.Errorf("rule %q", s.Network.Rule)
 	}
-	if b, _ := os.ReadFile(filepath.Join(d.policyDir, "50-roamtun-cli.toml")); !strings.Contains(string(b), mac) {
+	if b, _ := os.ReadFile(filepath.Join(d.policyDir, "50-roamtun-cli.toml")); !strings.Contains(string(b), cafeMAC) {
 		t.Errorf("managed policy file:\n%s", b)
 	}
 	if got := routeGet(t, d.tri.Laptop, "10.200.2.1"); !strings.Contains(got, "via "+lab.CafeLaptopIP+" dev wan0") {
@@ -189,7 +206,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitState(t, daemon.StateIdle, "lease released")
-	if diff := bare.diff(snapshot(t, d.sshLab)); diff != "" {
+	if diff := bare.diff(snapshot(t, d.sshLab).whileDaemonRuns()); diff != "" {
 		t.Fatalf("network gone: not restored:\n%s", diff)
 	}
 

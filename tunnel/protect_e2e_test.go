@@ -5,12 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/roamtun/roamtun/lab"
+	"github.com/roamtun/roamtun/tunnel"
 )
 
 // capture records every frame on dev in ns until stop is called; stop
@@ -19,7 +21,9 @@ func capture(t *testing.T, ns *lab.Namespace, dev string) (stop func() string) {
 	t.Helper()
 	lab.RequireCommand(t, "tcpdump")
 	pcap := filepath.Join(t.TempDir(), dev+".pcap")
-	p, err := ns.StartProc(nil, "tcpdump", "-i", dev, "-nn", "-U", "-s", "256", "-w", pcap)
+	// --immediate-mode: every frame is handed over as it comes, so none
+	// is still in the kernel's buffer block when the capture stops.
+	p, err := ns.StartProc(nil, "tcpdump", "-i", dev, "-nn", "-U", "--immediate-mode", "-s", "256", "-w", pcap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +132,16 @@ func snapshot(t *testing.T, s *sshLab) sysSnapshot {
 		t.Fatal(err)
 	}
 	return sysSnapshot{net: netState(t, s.tri.Laptop), resolv: b, symlink: fi.Mode()&os.ModeSymlink != 0}
+}
+
+// standbyRE matches the daemon's standby firewall in `nft list ruleset`.
+var standbyRE = regexp.MustCompile(`(?ms)^table inet ` + tunnel.StandbyTable + ` \{.*?^\}\n`)
+
+// whileDaemonRuns leaves out the standby firewall, which lives as long as
+// the daemon does (it must be gone once the daemon stops).
+func (a sysSnapshot) whileDaemonRuns() sysSnapshot {
+	a.net = standbyRE.ReplaceAllString(a.net, "")
+	return a
 }
 
 func (a sysSnapshot) diff(b sysSnapshot) string {

@@ -49,7 +49,11 @@ func runDaemon(e *env, args []string) error {
 	}
 	defer stopWatch()
 	hooks := &daemon.Hooks{Log: e.log}
-	d := daemon.New(daemon.Options{Config: cfg, System: sys, Policy: holder, Networks: nets, Hooks: hooks,
+	standby := false
+	for _, p := range cfg.Profiles {
+		standby = standby || p.Lockdown
+	}
+	d := daemon.New(daemon.Options{Config: cfg, System: sys, Policy: holder, Networks: nets, Hooks: hooks, Standby: standby,
 		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Log: e.log})
 	ctl := &daemon.Control{D: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
 		Group: cfg.Daemon.SocketGroup, Log: e.log}

@@ -1,0 +1,76 @@
+package tunnel
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/roamtun/roamtun/internal/journal"
+)
+
+// StandbyTable is the daemon's standby firewall: with lockdown on, nothing
+// but DHCP and neighbour discovery leaves any interface the daemon has not
+// yet judged — so the moments between a new lease and the daemon's verdict
+// leak nothing either. Interfaces it has judged (trusted ones, and the
+// uplinks Routing protects with its own rules) are opened in the set
+// "open"; the TUNs and loopback always are.
+const StandbyTable = "roamtun_standby"
+
+// Standby is the standby firewall.
+type Standby struct {
+	entry *journal.Entry
+}
+
+// StartStandby installs the standby firewall (journaled), open for exempt
+// interfaces (the profiles' TUNs).
+func StartStandby(j *journal.Journal, exempt []string) (*Standby, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {}\ndelete table inet %s\n", StandbyTable, StandbyTable)
+	fmt.Fprintf(&b, "table inet %s {\n  set open {\n    type ifname\n", StandbyTable)
+	if len(exempt) > 0 {
+		q := make([]string, len(exempt))
+		for i, e := range exempt {
+			q[i] = strconv.Quote(e)
+		}
+		fmt.Fprintf(&b, "    elements = { %s }\n", strings.Join(q, ", "))
+	}
+	b.WriteString("  }\n")
+	b.WriteString("  chain output {\n    type filter hook output priority filter; policy accept;\n")
+	b.WriteString("    oifname \"lo\" accept\n    oifname @open accept\n")
+	b.WriteString("    udp sport 68 udp dport 67 accept\n    udp sport 546 udp dport 547 accept\n")
+	b.WriteString("    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept\n")
+	b.WriteString("    counter drop\n  }\n")
+	b.WriteString("  chain forward {\n    type filter hook forward priority filter; policy accept;\n")
+	b.WriteString("    oifname @open accept\n    counter drop\n  }\n}\n")
+	e, err := apply(j, KindNFT, NFTRec{Table: StandbyTable, Script: b.String()})
+	if err != nil {
+		return nil, err
+	}
+	return &Standby{entry: e}, nil
+}
+
+// Open lets traffic out of ifname (judged: trusted, or protected by Routing).
+func (s *Standby) Open(ifname string) error {
+	return nft(fmt.Sprintf("add element inet %s open { %s }\n", StandbyTable, strconv.Quote(ifname)))
+}
+
+// Close puts ifname back under the standby rules (a no-op if it was not open).
+func (s *Standby) Close(ifname string) error {
+	err := nft(fmt.Sprintf("delete element inet %s open { %s }\n", StandbyTable, strconv.Quote(ifname)))
+	if err != nil && strings.Contains(err.Error(), "No such file or directory") {
+		return nil
+	}
+	return err
+}
+
+// Stop removes the standby firewall and its journal entry.
+func (s *Standby) Stop(j *journal.Journal) error {
+	nr := NFTRec{Table: StandbyTable}
+	if err := nr.del(); err != nil {
+		return err
+	}
+	if j != nil {
+		return j.Done(s.entry)
+	}
+	return nil
+}
