@@ -330,11 +330,14 @@ func Call(ctx context.Context, socket string, req Request) (Response, error) {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return Response{}, err
-	}
+	// A refused client may find the connection closed under its request:
+	// the refusal it was sent is still there to read.
+	werr := json.NewEncoder(conn).Encode(req)
 	var resp Response
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		if werr != nil {
+			return Response{}, werr
+		}
 		return Response{}, fmt.Errorf("reading the daemon's answer: %w", err)
 	}
 	if !resp.OK {
@@ -354,9 +357,7 @@ func Watch(ctx context.Context, socket string, fn func(Status) error) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if err := json.NewEncoder(conn).Encode(Request{Cmd: "watch"}); err != nil {
-		return err
-	}
+	werr := json.NewEncoder(conn).Encode(Request{Cmd: "watch"}) // a refusal is still read below
 	dec := json.NewDecoder(conn)
 	for {
 		var resp Response
@@ -364,7 +365,7 @@ func Watch(ctx context.Context, socket string, fn func(Status) error) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("daemon stream: %w", err)
+			return fmt.Errorf("daemon stream: %w", errors.Join(werr, err))
 		}
 		if !resp.OK || resp.Status == nil {
 			return errors.New(resp.Error)

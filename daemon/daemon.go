@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -123,7 +125,8 @@ type tunnelRun struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	ups     int
-	block   bool // lockdown only, no dial (action block)
+	block   bool   // lockdown only, no dial (action block)
+	reason  string // the policy's words for this network
 }
 
 type tunEvent struct {
@@ -157,6 +160,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("lockdown: standby firewall: %w", err)
 		}
 		d.standby = st
+		d.allowProbes(ctx)
 		defer func() {
 			if err := st.Stop(d.o.System.J); err != nil {
 				d.log.Error("removing the standby firewall", "err", err)
@@ -204,6 +208,41 @@ func (d *Daemon) do(ctx context.Context, f func(ctx context.Context) error) erro
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// allowProbes lets the policy's verify probes through the standby firewall.
+func (d *Daemon) allowProbes(ctx context.Context) {
+	if d.standby == nil {
+		return
+	}
+	var targets []netip.AddrPort
+	for _, r := range d.o.Policy.Policy().Rules {
+		if r.Verify == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(r.Verify)
+		if err != nil {
+			continue
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			continue
+		}
+		addrs := []netip.Addr{}
+		if a, err := netip.ParseAddr(host); err == nil {
+			addrs = append(addrs, a)
+		} else {
+			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			addrs, _ = net.DefaultResolver.LookupNetIP(lctx, "ip", host)
+			cancel()
+		}
+		for _, a := range addrs {
+			targets = append(targets, netip.AddrPortFrom(a, uint16(p)))
+		}
+	}
+	if err := d.standby.SetProbes(targets); err != nil {
+		d.log.Error("standby firewall: verify probes", "err", err)
 	}
 }
 
@@ -318,7 +357,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	// with lockdown): the standby firewall may let it out.
 	d.letOut(n.Interface)
 	d.gen++
-	r := &tunnelRun{gen: d.gen, key: key, profile: p, guard: guard, done: make(chan struct{}), block: block}
+	r := &tunnelRun{gen: d.gen, key: key, profile: p, guard: guard, done: make(chan struct{}), block: block, reason: dec.Reason}
 	d.run = r
 	if block {
 		close(r.done)
@@ -451,7 +490,7 @@ func (d *Daemon) onTunnelEvent(te tunEvent) {
 		}
 		d.log.Info("tunnel up", "profile", r.profile.Name, "interface", ev.Ifname, "local", ev.Session.LocalIP, "remote", ev.Session.PeerIP)
 		d.setStatus(func(s *Status) {
-			s.State, s.Reason = StateUp, "untrusted network: everything goes through the tunnel"
+			s.State, s.Reason = StateUp, "everything goes through the tunnel: "+r.reason
 			s.Tunnel = &TunnelStatus{Profile: r.profile.Name, Interface: ev.Ifname, Local: ev.Session.LocalIP.String(),
 				Remote: ev.Session.PeerIP.String(), DNS: dns, UpSince: ev.Time.UTC().Format(time.RFC3339), Reconnects: r.ups - 1}
 		})
@@ -636,6 +675,7 @@ func (d *Daemon) Down(ctx context.Context) error {
 func (d *Daemon) Reload(ctx context.Context) error {
 	return d.do(ctx, func(ctx context.Context) error {
 		_, err := d.o.Policy.Reload()
+		d.allowProbes(ctx)
 		d.evaluate(ctx)
 		return err
 	})

@@ -137,7 +137,7 @@ func (l *Lab) StartSSHD(ns *Namespace, ip string, port int, forced string) (*SSH
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // Debian's privilege separation dir
 		return nil, err
 	}
-	dir := filepath.Join(l.dir, "sshd")
+	dir := filepath.Join(l.dir, fmt.Sprintf("sshd-%d", port))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -35,8 +36,12 @@ func StartStandby(j *journal.Journal, exempt []string) (*Standby, error) {
 		fmt.Fprintf(&b, "    elements = { %s }\n", strings.Join(q, ", "))
 	}
 	b.WriteString("  }\n")
+	// The host-key probes of verify rules must reach their targets before
+	// the network is judged (that is what judges it).
+	b.WriteString("  set probes { type ipv4_addr . inet_service; }\n  set probes6 { type ipv6_addr . inet_service; }\n")
 	b.WriteString("  chain output {\n    type filter hook output priority filter; policy accept;\n")
 	b.WriteString("    oifname \"lo\" accept\n    oifname @open accept\n")
+	b.WriteString("    ip daddr . tcp dport @probes accept\n    ip6 daddr . tcp dport @probes6 accept\n")
 	b.WriteString("    udp sport 68 udp dport 67 accept\n    udp sport 546 udp dport 547 accept\n")
 	b.WriteString("    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept\n")
 	b.WriteString("    counter drop\n  }\n")
@@ -61,6 +66,20 @@ func (s *Standby) Close(ifname string) error {
 		return nil
 	}
 	return err
+}
+
+// SetProbes replaces the addresses verify probes may reach.
+func (s *Standby) SetProbes(targets []netip.AddrPort) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "flush set inet %s probes\nflush set inet %s probes6\n", StandbyTable, StandbyTable)
+	for _, t := range targets {
+		set := "probes"
+		if t.Addr().Is6() && !t.Addr().Is4In6() {
+			set = "probes6"
+		}
+		fmt.Fprintf(&b, "add element inet %s %s { %s . %d }\n", StandbyTable, set, t.Addr().Unmap(), t.Port())
+	}
+	return nft(b.String())
 }
 
 // Stop removes the standby firewall and its journal entry.
