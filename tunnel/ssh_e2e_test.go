@@ -55,6 +55,12 @@ func startSSHLab(t testing.TB, profileExtra string) *sshLab {
 		t.Fatal(err)
 	}
 	secrets := writeFile(t, s.dir, "chap-secrets", goodSecrets, 0o600)
+	// Tests about redialing set a 1 s keepalive themselves; the others get
+	// a slack one, so that a loaded CI machine's late echo replies do not
+	// end a link in the middle of a check.
+	if !strings.Contains(profileExtra, "keepalive") {
+		profileExtra += "\nkeepalive = \"5s\"\n"
+	}
 	s.cfg = writeFile(t, s.dir, "roamtun.toml", fmt.Sprintf(`[daemon]
 state_dir = %q
 
@@ -326,4 +332,56 @@ func TestConnectWithAgent(t *testing.T) {
 	if code, err := conn.Wait(30 * time.Second); err != nil || code != 0 {
 		t.Fatalf("connect exit %d (%v)", code, err)
 	}
+}
+
+// servePIDs lists the roamtun serve processes in ns.
+func servePIDs(ns *lab.Namespace) []string {
+	out, _ := exec.Command("ip", "netns", "pids", ns.Name()).Output()
+	var pids []string
+	for _, f := range strings.Fields(string(out)) {
+		if cmdline, _ := os.ReadFile("/proc/" + f + "/cmdline"); strings.Contains(string(cmdline), "roamtun-serve\x00serve") {
+			pids = append(pids, f)
+		}
+	}
+	return pids
+}
+
+// TestRoamReplacesStaleSession: the laptop roams (its address changes under
+// the open ssh session, which the server never sees closed). The redialed
+// session, once authenticated, replaces the old one at home at once —
+// rather than leaving the old TUN's route to the same peer address in
+// place until its echoes time out.
+func TestRoamReplacesStaleSession(t *testing.T) {
+	t.Parallel()
+	s := startSSHLab(t, `keepalive = "1s"`)
+	conn := s.connect(t, "home")
+	waitUps(t, conn, 1, 60*time.Second)
+	old := servePIDs(s.tri.Home)
+	if len(old) != 1 {
+		t.Fatalf("serve processes at home: %v", old)
+	}
+	for _, c := range [][]string{
+		{"ip", "addr", "del", lab.LaptopIP + "/24", "dev", "wan0"},
+		{"ip", "addr", "add", "10.200.1.3/24", "dev", "wan0"},
+		// With a device, as DHCP clients add it: without one the kernel
+		// would resolve the gateway through roamtun's rules, to the TUN.
+		{"ip", "route", "replace", "default", "via", lab.CafeLaptopIP, "dev", "wan0"},
+	} {
+		if out, err := s.tri.Laptop.Run(c...); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	waitUps(t, conn, 2, 60*time.Second)
+	if _, err := conn.WaitOutput(`replaced the stale session for this peer`, 30*time.Second); err != nil {
+		t.Fatalf("the new session did not replace the old one: %v\n%s", err, conn.Stderr())
+	}
+	now := servePIDs(s.tri.Home)
+	if len(now) != 1 || now[0] == old[0] {
+		t.Errorf("serve processes at home after the roam: %v (before: %v)", now, old)
+	}
+	if out, err := s.tri.Laptop.Run("ping", "-c", "2", "-i", "0.2", "-W", "2", "10.9.0.1"); err != nil {
+		t.Errorf("ping through the new session: %v\n%s", err, out)
+	}
+	conn.Cmd.Process.Signal(syscall.SIGTERM)
+	conn.Wait(30 * time.Second)
 }

@@ -96,12 +96,24 @@ func runServe(e *env, args []string) error {
 	}
 	start := time.Now()
 	var wasUp bool
+	var claim *tunnel.PeerClaim
+	defer func() { claim.Release() }()
 	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
 		Stream: stdio{os.Stdin, os.Stdout}, Link: cfg, Interface: *ifname, MTU: *mtu, Log: e.log,
 		OnUp: func(s ppp.Session, ifname string, _ func() ppp.Stats) {
 			wasUp = true
 			e.log.Info("link up", "interface", ifname, "local", s.LocalIP, "peer", s.PeerIP,
 				"peer_name", s.PeerName, "after", time.Since(start).Round(time.Millisecond))
+			// Authenticated and up: an older session for the same peer
+			// (a laptop that roamed away without closing it) goes.
+			c, old, err := tunnel.ClaimPeer(s.PeerIP, 2*time.Second)
+			switch {
+			case err != nil:
+				e.log.Warn("could not claim the peer address; an older session may shadow this one", "err", err)
+			case old != 0:
+				e.log.Info("replaced the stale session for this peer", "pid", old, "peer", s.PeerIP)
+			}
+			claim = c
 		},
 	})
 	switch {
