@@ -128,6 +128,11 @@ func (s *Source) Observe(ctx context.Context) ([]watcher.Network, error) {
 	}
 	nm := c.Object(nmName, nmPath)
 	actives, err := prop[[]dbus.ObjectPath](nm, nmIface, "ActiveConnections")
+	var de dbus.Error
+	if errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.UnknownObject" ||
+		de.Name == "org.freedesktop.DBus.Error.UnknownInterface" || de.Name == "org.freedesktop.DBus.Error.UnknownProperty") {
+		return nil, nil // NetworkManager is starting: it owns its name but has not exported its objects yet
+	}
 	if err != nil {
 		return nil, err
 	}

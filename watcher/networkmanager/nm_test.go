@@ -167,7 +167,8 @@ func TestRealNetworkManager(t *testing.T) {
 	wan0 := func() (watcher.Network, bool) {
 		ns, err := s.Observe(ctx)
 		if err != nil {
-			t.Fatal(err)
+			t.Logf("observe: %v", err) // NetworkManager may be between states; ask again
+			return watcher.Network{}, false
 		}
 		for _, n := range ns {
 			if n.Interface == "wan0" {
