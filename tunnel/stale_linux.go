@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// PeerClaim is a far end's claim on a peer address. When a laptop roams,
+// PeerClaim is a far end's claim on a peer address (in its network
+// namespace). When a laptop roams,
 // its old ssh session is not closed — the laptop just vanished — so the
 // old `roamtun serve` lives on (until its echoes go unanswered) with a TUN
 // whose route to the same peer address shadows the new session's. The new
@@ -60,7 +61,12 @@ func ClaimPeer(peer netip.Addr, wait time.Duration) (*PeerClaim, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	c := &PeerClaim{path: filepath.Join(dir, "roamtun-serve-"+peer.String()+".pid")}
+	// A peer address is one per network namespace: the claim is too.
+	ns := "0"
+	if l, err := os.Readlink("/proc/self/ns/net"); err == nil {
+		ns = strings.Trim(strings.TrimPrefix(l, "net:"), "[]")
+	}
+	c := &PeerClaim{path: filepath.Join(dir, "roamtun-serve-"+ns+"-"+peer.String()+".pid")}
 	evicted := 0
 	if b, err := os.ReadFile(c.path); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() && isServe(pid) {
