@@ -1,35 +1,17 @@
 package daemon_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/lab"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestHooks: executables run in name order with the link's facts in their
 // environment; a failing one and one that hangs past its time limit are
@@ -52,7 +34,7 @@ func TestHooks(t *testing.T) {
 	write("60-not-executable", `echo "SHOULD NOT RUN" >> `+out, 0o644)
 	os.WriteFile(filepath.Join(hooks, ".hidden"), []byte("#!/bin/sh\necho SHOULD NOT RUN >> "+out+"\n"), 0o755)
 
-	var log lockedBuf
+	var log lab.SyncBuffer
 	h := &daemon.Hooks{Timeout: time.Second, Log: slog.New(slog.NewTextHandler(&log, nil))}
 	env := daemon.HookEnv{Profile: "home", Ifname: "roamtun0", Local: netip.MustParseAddr("10.9.0.2"),
 		Remote: netip.MustParseAddr("10.9.0.1"), DNS: []netip.Addr{netip.MustParseAddr("10.9.0.53"), netip.MustParseAddr("10.9.0.54")},

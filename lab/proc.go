@@ -13,24 +13,26 @@ import (
 // inspection.
 type Proc struct {
 	Cmd  *exec.Cmd
-	out  syncBuffer
-	err  syncBuffer
+	out  SyncBuffer
+	err  SyncBuffer
 	done chan struct{}
 	werr error
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writers and readers
+// (logs and process output captured in tests).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/roamtun/roamtun/lab"
 )
 
 // fakeSource is an in-memory Source: the merger is pure logic over what
@@ -98,25 +99,14 @@ func TestMergePrecedence(t *testing.T) {
 	}
 }
 
-func startWatcher(t *testing.T, sources ...Source) (*Watcher, *bytes.Buffer, func()) {
+func startWatcher(t *testing.T, sources ...Source) (*Watcher, *lab.SyncBuffer, func()) {
 	t.Helper()
-	var logBuf syncBuf
-	w := New(sources, Options{Debounce: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	logBuf := &lab.SyncBuffer{}
+	w := New(sources, Options{Debounce: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logBuf, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
-	return w, &logBuf.b, func() { cancel(); <-done }
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+	return w, logBuf, func() { cancel(); <-done }
 }
 
 func next(t *testing.T, w *Watcher) Network {
