@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -47,8 +49,32 @@ type Response struct {
 	Network *watcher.Network `json:"network,omitempty"`
 }
 
-// maxRequest bounds one request line.
-const maxRequest = 64 << 10
+// Limits that keep one client (or a socket_group member running many) from
+// silencing the socket for everyone else.
+const (
+	// maxRequest bounds one request line, and what a watch client may send.
+	maxRequest = 64 << 10
+	// maxConns bounds the clients served at once; maxConnsPerUID bounds
+	// those of one user. Root is counted in neither: a member of
+	// socket_group cannot lock root out.
+	maxConns       = 64
+	maxConnsPerUID = 8
+	// defaultIdleTimeout closes a client that sends no complete request for
+	// this long (a watch client is exempt: it waits by design).
+	defaultIdleTimeout = 30 * time.Second
+	// writeTimeout drops a client that does not take its answer.
+	writeTimeout = 5 * time.Second
+	// acceptBackoffMax caps the pause after a failed accept (EMFILE, ENFILE,
+	// ENOBUFS): the socket recovers when the pressure is gone.
+	acceptBackoffMax = time.Second
+)
+
+// unixListener is the part of *net.UnixListener that Serve uses (tests
+// inject accept errors through it).
+type unixListener interface {
+	AcceptUnix() (*net.UnixConn, error)
+	Close() error
+}
 
 // Control serves the control socket.
 type Control struct {
@@ -58,10 +84,17 @@ type Control struct {
 	Log       *slog.Logger
 	// Group (by name) whose members may use the socket besides root.
 	Group string
+	// IdleTimeout closes a client that sends no complete request for this
+	// long; zero means 30 s.
+	IdleTimeout time.Duration
 
-	ln  *net.UnixListener
+	ln  unixListener
 	gid int
 	wg  sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  int         // clients being served, root's not counted
+	perUID map[int]int // the same, per uid
 }
 
 // Listen creates the socket at path, mode 0660, owned by root:Group. A stale
@@ -108,45 +141,113 @@ func (c *Control) Listen(path string) error {
 	return nil
 }
 
-// Serve accepts clients until ctx is done.
+// Serve accepts clients until ctx is done, and returns only then (nil) or
+// when the listener is gone. A failed accept (out of descriptors, say) is
+// logged and retried after a pause: it must not end the socket for good.
 func (c *Control) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.ln.Close() })
 	defer stop()
 	defer c.wg.Wait()
+	backoff := 5 * time.Millisecond
 	for {
 		conn, err := c.ln.AcceptUnix()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("control socket: %w", err)
+			}
+			c.Log.Warn("control: accept failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, acceptBackoffMax)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		cred, err := peerCred(conn)
+		if err != nil {
+			c.Log.Warn("control: peer credentials", "err", err)
+			conn.Close()
+			continue
+		}
+		if !c.acquire(int(cred.Uid)) {
+			c.Log.Warn("control: too many clients; refused", "uid", cred.Uid, "pid", cred.Pid)
+			refuse(conn, "busy: too many control clients, try again later")
+			continue
 		}
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
+			defer c.release(int(cred.Uid))
 			defer conn.Close()
 			cctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			stopConn := context.AfterFunc(cctx, func() { conn.Close() })
 			defer stopConn()
-			c.serveConn(cctx, conn)
+			c.serveConn(cctx, conn, cred)
 		}()
 	}
 }
 
-// admitted checks the peer's credentials: root, our own uid, or a member
-// (primary or supplementary, as the kernel sees the process) of Group.
-func (c *Control) admitted(conn *net.UnixConn) (string, error) {
+// acquire counts a client in, unless its uid or all clients are at their
+// limit. Root always gets in.
+func (c *Control) acquire(uid int) bool {
+	if uid == 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.perUID == nil {
+		c.perUID = map[int]int{}
+	}
+	if c.conns >= maxConns || c.perUID[uid] >= maxConnsPerUID {
+		return false
+	}
+	c.conns++
+	c.perUID[uid]++
+	return true
+}
+
+func (c *Control) release(uid int) {
+	if uid == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conns--
+	if c.perUID[uid]--; c.perUID[uid] == 0 {
+		delete(c.perUID, uid)
+	}
+}
+
+// refuse sends a client one error line, without waiting for it, and hangs up.
+func refuse(conn *net.UnixConn, msg string) {
+	conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	json.NewEncoder(conn).Encode(Response{Error: msg})
+	conn.Close()
+}
+
+// peerCred reads the connecting process's credentials (SO_PEERCRED).
+func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var cred *unix.Ucred
 	var cerr error
-	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
-	if cerr != nil {
-		return "", cerr
+	if err := raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+		return nil, err
 	}
+	return cred, cerr
+}
+
+// admitted checks the peer's credentials: root, our own uid, or a member
+// (primary or supplementary, as the kernel sees the process) of Group.
+func (c *Control) admitted(cred *unix.Ucred) (string, error) {
 	who := fmt.Sprintf("uid %d pid %d", cred.Uid, cred.Pid)
 	if cred.Uid == 0 || int(cred.Uid) == os.Geteuid() {
 		return who, nil
@@ -177,44 +278,75 @@ func procGroups(pid int) []int {
 	return nil
 }
 
-func (c *Control) serveConn(ctx context.Context, conn *net.UnixConn) {
-	enc := json.NewEncoder(conn)
-	who, err := c.admitted(conn)
+func (c *Control) serveConn(ctx context.Context, conn *net.UnixConn, cred *unix.Ucred) {
+	who, err := c.admitted(cred)
 	if err != nil {
 		c.Log.Warn("control: refused", "err", err)
-		enc.Encode(Response{Error: "permission denied: " + err.Error()})
+		refuse(conn, "permission denied: "+err.Error())
 		return
+	}
+	idle := c.IdleTimeout
+	if idle <= 0 {
+		idle = defaultIdleTimeout
+	}
+	send := func(r Response) error {
+		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		return json.NewEncoder(conn).Encode(r)
 	}
 	sc := bufio.NewScanner(conn)
 	sc.Buffer(make([]byte, 4096), maxRequest)
-	for line := 1; sc.Scan(); line++ {
+	for line := 1; ; line++ {
+		conn.SetReadDeadline(time.Now().Add(idle))
+		if !sc.Scan() {
+			break
+		}
 		var req Request
 		dec := json.NewDecoder(strings.NewReader(sc.Text()))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			enc.Encode(Response{Error: fmt.Sprintf("request line %d: %v", line, err)})
+			if send(Response{Error: fmt.Sprintf("request line %d: %v", line, err)}) != nil {
+				return
+			}
 			continue
 		}
 		if req.Cmd == "watch" {
-			c.watch(ctx, enc)
+			conn.SetReadDeadline(time.Time{})
+			c.watch(ctx, conn, send)
 			return
 		}
 		resp := c.handle(ctx, req)
 		if !resp.OK {
 			c.Log.Info("control: request failed", "from", who, "cmd", req.Cmd, "err", resp.Error)
 		}
-		if err := enc.Encode(resp); err != nil {
+		if err := send(resp); err != nil {
 			return
 		}
 	}
-	if err := sc.Err(); err != nil && !errors.Is(err, net.ErrClosed) {
-		enc.Encode(Response{Error: "request: " + err.Error()})
+	switch err := sc.Err(); {
+	case err == nil, errors.Is(err, net.ErrClosed):
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		send(Response{Error: fmt.Sprintf("no request for %s: closing", idle)})
+	default:
+		send(Response{Error: "request: " + err.Error()})
 	}
 }
 
-func (c *Control) watch(ctx context.Context, enc *json.Encoder) {
-	ch, cancel := c.D.Subscribe()
+// watch streams status changes until the client hangs up, which is noticed
+// at once: a goroutine reads (and drops) what the client sends, and its end
+// ends the stream, so a client gone away holds no descriptor until the next
+// change of state.
+func (c *Control) watch(ctx context.Context, conn *net.UnixConn, send func(Response) error) {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	hungUp := make(chan struct{})
+	go func() {
+		defer close(hungUp)
+		defer cancel()
+		io.Copy(io.Discard, io.LimitReader(conn, maxRequest))
+	}()
+	defer func() { conn.Close(); <-hungUp }()
+	ch, unsubscribe := c.D.Subscribe()
+	defer unsubscribe()
 	for {
 		select {
 		case <-ctx.Done():
@@ -224,7 +356,7 @@ func (c *Control) watch(ctx context.Context, enc *json.Encoder) {
 			if live.State == s.State {
 				s = live
 			}
-			if err := enc.Encode(Response{OK: true, Status: &s}); err != nil {
+			if err := send(Response{OK: true, Status: &s}); err != nil {
 				return
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/roamtun/roamtun/daemon"
@@ -60,12 +61,22 @@ func runDaemon(e *env, args []string) error {
 	if err := ctl.Listen(cfg.Daemon.Socket); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
-	go ctl.Serve(ctx)
-	go holder.Run(ctx, 2*time.Second, e.log, func(*policy.Policy) { d.Reload(ctx) })
+	// The control socket and the policy watcher live as long as the state
+	// machine: each is joined before the daemon returns, and an early end
+	// is logged rather than dropped.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := ctl.Serve(ctx); err != nil {
+			e.log.Error("control socket stopped; status/up/down are unavailable", "err", err)
+		}
+	})
+	wg.Go(func() { holder.Run(ctx, 2*time.Second, e.log, func(*policy.Policy) { d.Reload(ctx) }) })
 	sdNotify("READY=1\nSTATUS=watching networks")
 	e.log.Info("roamtun daemon running", "socket", cfg.Daemon.Socket, "state_dir", cfg.Daemon.StateDir)
 	err = d.Run(ctx)
 	sdNotify("STOPPING=1")
+	cancel()
+	wg.Wait()
 	hooks.Wait()
 	return err
 }
