@@ -109,15 +109,23 @@ func EnsureLabUser() (uid, gid int, err error) {
 }
 
 // CapBinary copies bin into the lab dir with the file capability
-// cap_net_admin, so that the unprivileged lab user may create a TUN — the
-// way `roamtun server-setup` suggests deploying `roamtun serve`.
+// cap_net_admin, runnable only by root and the lab user's group (mode 0750),
+// so that the unprivileged lab user may create a TUN — the way `roamtun
+// server-setup` deploys `roamtun serve`.
 func (l *Lab) CapBinary(bin string) (string, error) {
+	_, gid, err := EnsureLabUser()
+	if err != nil {
+		return "", err
+	}
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return "", err
 	}
 	dst := filepath.Join(l.dir, "roamtun-serve")
-	if err := os.WriteFile(dst, data, 0o755); err != nil {
+	if err := os.WriteFile(dst, data, 0o750); err != nil {
+		return "", err
+	}
+	if err := os.Chown(dst, 0, gid); err != nil {
 		return "", err
 	}
 	if out, err := exec.Command("setcap", "cap_net_admin+ep", dst).CombinedOutput(); err != nil {

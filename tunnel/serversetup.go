@@ -1,13 +1,18 @@
 package tunnel
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"regexp"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // ServerSetup describes the server side of the classic setup.
@@ -21,28 +26,78 @@ type ServerSetup struct {
 	DNS        netip.Addr   // DNS offered (default: Local)
 	ClientName string       // CHAP names (default client/server)
 	ServerName string
-	Roamtun    string // path of roamtun on the server (default /usr/local/bin/roamtun)
+	Roamtun    string // path of roamtun on the server (default /usr/bin/roamtun)
+	// ServeBinary is where the capable copy of roamtun goes (--far-end
+	// roamtun): mode 0750, group LinkGroup, cap_net_admin. Default
+	// /usr/lib/roamtun/roamtun-serve.
+	ServeBinary string
 	HostKeyPub string // the server's host key line ("ssh-ed25519 AAAA..."), for the laptop to pin
 	Host       string // the server's name as the laptop dials it
 	Port       int
 }
 
+// LinkGroup holds the link accounts: only they may run the capable copy of
+// roamtun that `roamtun serve` runs as.
+const LinkGroup = "roamtun-link"
+
 var (
-	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	pubKeyRE = regexp.MustCompile(`^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+( .*)?$`)
+	userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	// chapNameRE: CHAP names go into chap-secrets and shell lines unquoted.
+	chapNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+	// hostRE: a DNS name (an IP literal is checked with netip).
+	hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$`)
+	pathRE = regexp.MustCompile(`^/[A-Za-z0-9._/+-]+$`)
 )
 
-// ReadPubKey reads a single-line OpenSSH public key file.
+// ReadPubKey reads a single-line OpenSSH public key file and returns it in
+// canonical form (see ParsePubKey).
 func ReadPubKey(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("reading public key: %w", err)
 	}
-	line := strings.TrimSpace(string(b))
-	if strings.Contains(line, "\n") || !pubKeyRE.MatchString(line) {
-		return "", fmt.Errorf("%s: not a single OpenSSH public key line (ssh-ed25519 AAAA... comment)", path)
+	line, err := ParsePubKey(string(bytes.TrimSpace(b)))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return line, nil
+}
+
+// ParsePubKey checks that line is one OpenSSH public key ("TYPE BASE64
+// [COMMENT]", no options) and returns it rebuilt from the parsed key: the
+// type and key as x/crypto/ssh marshals them, then the comment. The line
+// ends up in authorized_keys and in shell commands, so anything that a
+// shell, echo or sshd could read as more than text is refused by name:
+// control characters (a newline would start a second, unrestricted key
+// line), backslashes (dash's echo turns "\n" into a newline), quotes.
+func ParsePubKey(line string) (string, error) {
+	if !utf8.ValidString(line) {
+		return "", errors.New("the public key line is not valid UTF-8")
+	}
+	for i, r := range line {
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			return "", fmt.Errorf("the public key line holds a control character (%U) at byte %d; want one line: TYPE BASE64 COMMENT", r, i)
+		case r == '\\':
+			return "", fmt.Errorf("the public key line holds a backslash at byte %d", i)
+		case r == '\'' || r == '"' || r == '`':
+			return "", fmt.Errorf("the public key line holds a quote (%c) at byte %d", r, i)
+		}
+	}
+	pub, comment, options, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("not an OpenSSH public key line (ssh-ed25519 AAAA... comment): %w", err)
+	case len(options) > 0:
+		return "", fmt.Errorf("the public key line carries options (%s): give the bare key, server-setup adds the restrictions", strings.Join(options, ","))
+	case len(bytes.TrimSpace(rest)) > 0:
+		return "", errors.New("more than one public key line")
+	}
+	out := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+	if comment != "" {
+		out += " " + strings.Join(strings.Fields(comment), " ")
+	}
+	return out, nil
 }
 
 const pppdPeersFile = `notty
@@ -72,7 +127,7 @@ usermod -p '*' {user}        # '*': no password works; '!' would lock key logins
 #    (restrict: no pty, no forwarding, no agent, no X11):
 install -d -m 0700 -o {user} -g {user} ~{user}/.ssh
 grep -qxF '{opts} {pubkey}' ~{user}/.ssh/authorized_keys 2>/dev/null ||
-  echo '{opts} {pubkey}' >> ~{user}/.ssh/authorized_keys
+  printf '%s\n' '{opts} {pubkey}' >> ~{user}/.ssh/authorized_keys
 chown {user}: ~{user}/.ssh/authorized_keys; chmod 0600 ~{user}/.ssh/authorized_keys
 
 # 3. The right to create the link's interface:
@@ -83,17 +138,17 @@ chown {user}: ~{user}/.ssh/authorized_keys; chmod 0600 ~{user}/.ssh/authorized_k
 if grep -qE '^[[:space:]]*({client}[[:space:]]+{server}|{server}[[:space:]]+{client})[[:space:]]' {secrets} 2>/dev/null; then
   echo 'roamtun: {secrets} already has secrets for {client}/{server}; remove them to set new ones' >&2; exit 1
 fi
-echo '{client} {server} "{c2s}" {peer}' >> {secrets}
-echo '{server} {client} "{s2c}" *' >> {secrets}
+printf '%s\n' '{client} {server} "{c2s}" {peer}' >> {secrets}
+printf '%s\n' '{server} {client} "{s2c}" *' >> {secrets}
 
 ### On the laptop, as root ###
 
 # 5. The same two lines in /etc/roamtun/chap-secrets (0600):
-echo '{client} {server} "{c2s}" *' >> /etc/roamtun/chap-secrets
-echo '{server} {client} "{s2c}" *' >> /etc/roamtun/chap-secrets
+printf '%s\n' '{client} {server} "{c2s}" *' >> /etc/roamtun/chap-secrets
+printf '%s\n' '{server} {client} "{s2c}" *' >> /etc/roamtun/chap-secrets
 
 # 6. Pin the server's host key (never accept-new) in /etc/roamtun/known_hosts:
-echo '{hostpat} {pin}' >> /etc/roamtun/known_hosts
+printf '%s\n' '{hostpat} {pin}' >> /etc/roamtun/known_hosts
 
 # 7. The profile in /etc/roamtun/roamtun.toml:
 #    [profile.home]
@@ -121,7 +176,10 @@ func (s ServerSetup) Recipe() (string, error) {
 		s.ServerName = "server"
 	}
 	if s.Roamtun == "" {
-		s.Roamtun = "/usr/local/bin/roamtun"
+		s.Roamtun = "/usr/bin/roamtun"
+	}
+	if s.ServeBinary == "" {
+		s.ServeBinary = "/usr/lib/roamtun/roamtun-serve"
 	}
 	if !s.DNS.IsValid() {
 		s.DNS = s.Local
@@ -132,15 +190,8 @@ func (s ServerSetup) Recipe() (string, error) {
 	if s.Host == "" {
 		s.Host = "vpn.example.net"
 	}
-	switch {
-	case !userRE.MatchString(s.User):
-		return "", fmt.Errorf("--user: %q is not a valid account name", s.User)
-	case s.FarEnd != "pppd" && s.FarEnd != "roamtun":
-		return "", fmt.Errorf("--far-end: want pppd or roamtun, not %q", s.FarEnd)
-	case !pubKeyRE.MatchString(s.PubKey) || strings.ContainsAny(s.PubKey, "'\n"):
-		return "", fmt.Errorf("not an OpenSSH public key line")
-	case !s.Local.Is4() || !s.Peer.Is4() || s.Local == s.Peer:
-		return "", fmt.Errorf("--local and --peer must be two different IPv4 addresses")
+	if err := s.validate(); err != nil {
+		return "", err
 	}
 	var forced, rights, secrets, mode string
 	if s.FarEnd == "pppd" {
@@ -153,10 +204,17 @@ func (s ServerSetup) Recipe() (string, error) {
 			fmt.Sprintf(pppdPeersFile, s.ServerName, s.ClientName, s.Local, s.Peer, s.DNS) + "\nROAMTUN"
 	} else {
 		forced = fmt.Sprintf("%s serve --local %s --peer %s --dns %s --require-chap --name %s --secrets /etc/roamtun/chap-secrets",
-			s.Roamtun, s.Local, s.Peer, s.DNS, s.ServerName)
+			s.ServeBinary, s.Local, s.Peer, s.DNS, s.ServerName)
 		secrets, mode = "/etc/roamtun/chap-secrets", "root:"+s.User+", 0640"
-		rights = "# roamtun serve needs CAP_NET_ADMIN (to create its TUN), not root:\n" +
-			"setcap cap_net_admin+ep " + s.Roamtun + "\n" +
+		rights = "# roamtun serve needs CAP_NET_ADMIN (to create its TUN), not root. The capable\n" +
+			"# copy may be run only by the link accounts (group " + LinkGroup + "): any other\n" +
+			"# local user could use the capability on this server's routes. A roamtun that\n" +
+			"# holds capabilities and is not root refuses every subcommand but serve.\n" +
+			"getent group " + LinkGroup + " >/dev/null || groupadd --system " + LinkGroup + "\n" +
+			"usermod -aG " + LinkGroup + " " + s.User + "\n" +
+			"install -d -m 0755 " + dirOf(s.ServeBinary) + "\n" +
+			"install -m 0750 -o root -g " + LinkGroup + " " + s.Roamtun + " " + s.ServeBinary + "\n" +
+			"setcap cap_net_admin+ep " + s.ServeBinary + "    # again after each upgrade of " + s.Roamtun + "\n" +
 			"ls -l /dev/net/tun        # must be crw-rw-rw- (Debian's default)\n" +
 			"install -d -m 0750 -o root -g " + s.User + " /etc/roamtun\n" +
 			"touch /etc/roamtun/chap-secrets; chown root:" + s.User + " /etc/roamtun/chap-secrets; chmod 0640 /etc/roamtun/chap-secrets"
@@ -181,6 +239,51 @@ func (s ServerSetup) Recipe() (string, error) {
 		"{pin}", pin, "{host}", s.Host, "{port}", fmt.Sprint(s.Port))
 	return r.Replace(recipe), nil
 }
+
+// validate refuses anything that would not be plain text in the recipe's
+// shell lines and files, naming the flag.
+func (s ServerSetup) validate() error {
+	switch {
+	case !userRE.MatchString(s.User):
+		return fmt.Errorf("--user: %q is not a valid account name", s.User)
+	case s.FarEnd != "pppd" && s.FarEnd != "roamtun":
+		return fmt.Errorf("--far-end: want pppd or roamtun, not %q", s.FarEnd)
+	case !chapNameRE.MatchString(s.ClientName) || !chapNameRE.MatchString(s.ServerName):
+		return fmt.Errorf("CHAP names %q, %q: want letters, digits and . _ @ -", s.ClientName, s.ServerName)
+	case !s.Local.Is4() || !s.Peer.Is4() || s.Local == s.Peer:
+		return fmt.Errorf("--local and --peer must be two different IPv4 addresses")
+	case !s.DNS.Is4():
+		return fmt.Errorf("--dns: want an IPv4 address")
+	case !validHost(s.Host):
+		return fmt.Errorf("--host: %q is neither a DNS name nor an IP address", s.Host)
+	case s.Port < 1 || s.Port > 65535:
+		return fmt.Errorf("--port: %d is not a port", s.Port)
+	case !pathRE.MatchString(s.Roamtun) || strings.Contains(s.Roamtun, ".."):
+		return fmt.Errorf("--roamtun: %q: want an absolute path of letters, digits and . _ / + -", s.Roamtun)
+	case !pathRE.MatchString(s.ServeBinary) || strings.Contains(s.ServeBinary, ".."):
+		return fmt.Errorf("--serve-binary: %q: want an absolute path of letters, digits and . _ / + -", s.ServeBinary)
+	}
+	if k, err := ParsePubKey(s.PubKey); err != nil {
+		return fmt.Errorf("the laptop's public key: %w", err)
+	} else if k != s.PubKey {
+		return errors.New("the laptop's public key is not in canonical form (read it with ReadPubKey)")
+	}
+	if s.HostKeyPub != "" {
+		if _, err := ParsePubKey(s.HostKeyPub); err != nil {
+			return fmt.Errorf("the server's host key: %w", err)
+		}
+	}
+	return nil
+}
+
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return len(h) <= 253 && hostRE.MatchString(h)
+}
+
+func dirOf(path string) string { return path[:strings.LastIndexByte(path, '/')+1] }
 
 // laptopMarker starts the part of the recipe that is for the laptop.
 const laptopMarker = "### On the laptop, as root ###"

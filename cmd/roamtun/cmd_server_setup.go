@@ -11,7 +11,7 @@ import (
 
 var serverSetupCmd = &command{
 	name:  "server-setup",
-	usage: "[--user NAME] [--from CIDR] [--far-end pppd|roamtun] [--apply] [--local IP --peer IP --dns IP] [--host NAME --port N] PUBKEY_FILE",
+	usage: "[--user NAME] [--from CIDR] [--far-end pppd|roamtun] [--apply] [--local IP --peer IP --dns IP] [--host NAME --port N] [--roamtun PATH] [--serve-binary PATH] PUBKEY_FILE",
 	help:  "print (or with --apply, perform) what the server needs: account, restricted key, CHAP secrets, rights, host key to pin",
 }
 
@@ -32,7 +32,8 @@ func runServerSetup(e *env, args []string) error {
 	fs.StringVar(&s.Host, "host", "", "the server's name as the laptop dials it")
 	fs.IntVar(&s.Port, "port", 22, "the server's ssh port")
 	hostKey := fs.String("host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "the server's host key, to pin on the laptop")
-	fs.StringVar(&s.Roamtun, "roamtun", "/usr/local/bin/roamtun", "where roamtun is installed on the server (--far-end roamtun)")
+	fs.StringVar(&s.Roamtun, "roamtun", "/usr/bin/roamtun", "where roamtun is installed on the server (--far-end roamtun)")
+	fs.StringVar(&s.ServeBinary, "serve-binary", "/usr/lib/roamtun/roamtun-serve", "where the capable copy of roamtun goes, runnable only by group "+tunnel.LinkGroup+" (--far-end roamtun)")
 	apply := fs.Bool("apply", false, "run the server's part here (as root) instead of printing it; print the laptop's part")
 	if err := parseFlags(fs, args); err != nil {
 		return err

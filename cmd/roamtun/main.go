@@ -83,6 +83,10 @@ func run(e *env, args []string) int {
 		printUsage(e.stderr)
 		return 2
 	}
+	if err := refuseCapable(c.name); err != nil {
+		fmt.Fprintf(e.stderr, "roamtun %s: %s\n", c.name, err)
+		return 1
+	}
 	err := c.run(e, args[1:])
 	var ue usageError
 	switch {
