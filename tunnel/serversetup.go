@@ -31,9 +31,9 @@ type ServerSetup struct {
 	// roamtun): mode 0750, group LinkGroup, cap_net_admin. Default
 	// /usr/lib/roamtun/roamtun-serve.
 	ServeBinary string
-	HostKeyPub string // the server's host key line ("ssh-ed25519 AAAA..."), for the laptop to pin
-	Host       string // the server's name as the laptop dials it
-	Port       int
+	HostKeyPub  string // the server's host key line ("ssh-ed25519 AAAA..."), for the laptop to pin
+	Host        string // the server's name as the laptop dials it
+	Port        int
 }
 
 // LinkGroup holds the link accounts: only they may run the capable copy of
