@@ -71,6 +71,9 @@ func (s *System) Cleanup(ctx context.Context) (int, error) {
 		if err := e.Decode(&c); err != nil {
 			return err
 		}
+		if err := dnsctl.CheckJournaled(s.DNS, c); err != nil {
+			return fmt.Errorf("%s: refused, not roamtun's: %w; left in place for inspection", e.File, err)
+		}
 		return dnsctl.Revert(ctx, s.DNS, c)
 	}
 	return s.J.Replay(ctx, undo)

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -297,4 +298,52 @@ func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, callTimeout)
+}
+
+// CheckJournaled checks, before a crash recovery replays it, that a Change
+// read back from the journal describes only what roamtun's DNS backends
+// change: the configured resolv.conf (with copies of originals in StateDir,
+// plain permission bits), a resolvconf record of roamtun's link, or the
+// per-link settings of a TUN device. The journal is root's own, so this is a
+// second line: an entry that passes it still cannot reach another file or
+// another link's DNS.
+func CheckJournaled(o Options, c Change) error {
+	if err := validLink(c.Link); err != nil {
+		return err
+	}
+	switch c.Backend {
+	case BackendFile:
+		want, err := filepath.Abs(o.resolvConf())
+		if err != nil {
+			return err
+		}
+		switch {
+		case filepath.Clean(c.Path) != want:
+			return fmt.Errorf("dns change: path %q is not the resolv.conf roamtun manages (%s)", c.Path, want)
+		case c.Original != "" && (o.StateDir == "" || filepath.Dir(c.Original) != filepath.Clean(o.StateDir) ||
+			!strings.HasPrefix(filepath.Base(c.Original), originalPrefix)):
+			return fmt.Errorf("dns change: original %q is not a copy in state_dir %s", c.Original, o.StateDir)
+		case c.Mode&^0o777 != 0:
+			return fmt.Errorf("dns change: mode %04o is more than permission bits", c.Mode)
+		}
+	case BackendResolvconf:
+		if c.Record != c.Link+recordSuffix && c.Record != debianPrefix(debianInterfaceOrder)+c.Link+recordSuffix {
+			return fmt.Errorf("dns change: resolvconf record %q is not roamtun's for link %s", c.Record, c.Link)
+		}
+	case BackendResolved:
+		// RevertLink must never reach the uplink's (or any other) settings:
+		// only a TUN device is roamtun's.
+		if ifi, err := net.InterfaceByIndex(c.IfIndex); err == nil && ifi.Name == c.Link && !isTUN(c.Link) {
+			return fmt.Errorf("dns change: link %s (ifindex %d) is not a TUN device", c.Link, c.IfIndex)
+		}
+	default:
+		return unknownBackend(c.Backend)
+	}
+	return nil
+}
+
+// isTUN reports whether the named link is a TUN/TAP device.
+func isTUN(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", name, "tun_flags"))
+	return err == nil
 }

@@ -376,29 +376,33 @@ func Undoers() map[string]journal.Undoer {
 	return map[string]journal.Undoer{KindRoute: u, KindRule: u, KindNFT: u}
 }
 
-// Undo undoes one journaled change; one that is already gone is done.
+// Undo undoes one journaled change; one that is already gone is done. Only
+// what roamtun itself makes is undone — routes in its table, rules at its
+// preferences, its own nftables tables — so an entry that names anything
+// else (main's default route, the "lookup main" rule, another program's
+// table) is refused, whoever wrote it.
 func Undo(_ context.Context, e *journal.Entry) error {
+	var rec interface {
+		ours() error
+		del() error
+	}
 	switch e.Kind {
 	case KindRoute:
-		var r RouteRec
-		if err := e.Decode(&r); err != nil {
-			return err
-		}
-		return r.del()
+		rec = new(RouteRec)
 	case KindRule:
-		var r RuleRec
-		if err := e.Decode(&r); err != nil {
-			return err
-		}
-		return r.del()
+		rec = new(RuleRec)
 	case KindNFT:
-		var r NFTRec
-		if err := e.Decode(&r); err != nil {
-			return err
-		}
-		return r.del()
+		rec = new(NFTRec)
+	default:
+		return fmt.Errorf("not a routing change: %q", e.Kind)
 	}
-	return fmt.Errorf("not a routing change: %q", e.Kind)
+	if err := e.Decode(rec); err != nil {
+		return err
+	}
+	if err := rec.ours(); err != nil {
+		return fmt.Errorf("%s: refused, not roamtun's: %w; left in place for inspection", e.File, err)
+	}
+	return rec.del()
 }
 
 // RouteRec is a journaled route.
@@ -473,6 +477,14 @@ func (r RouteRec) add() error {
 	return nil
 }
 
+// ours checks that the route is one roamtun makes: in its own table.
+func (r RouteRec) ours() error {
+	if r.Table != RouteTable {
+		return fmt.Errorf("route %s is not in table %d", r, RouteTable)
+	}
+	return nil
+}
+
 func (r RouteRec) del() error {
 	nr, err := r.route(true)
 	var lnf netlink.LinkNotFoundError
@@ -528,6 +540,19 @@ func (r RuleRec) add() error {
 	return nil
 }
 
+// ours checks that the rule is one roamtun makes: DHCP to main at
+// RulePrefDHCP, everything to RouteTable at RulePrefTunnel.
+func (r RuleRec) ours() error {
+	dhcp := r.Priority == RulePrefDHCP && r.Table == unix.RT_TABLE_MAIN && r.IPProto == unix.IPPROTO_UDP &&
+		(r.Family == 4 && r.DPort == 67 || r.Family == 6 && r.DPort == 547)
+	tunnel := r.Priority == RulePrefTunnel && r.Table == RouteTable && r.IPProto == 0 && r.DPort == 0 &&
+		(r.Family == 4 || r.Family == 6)
+	if !dhcp && !tunnel {
+		return fmt.Errorf("rule %s is not one of roamtun's", r)
+	}
+	return nil
+}
+
 func (r RuleRec) del() error {
 	if err := netlink.RuleDel(r.rule()); err != nil && !gone(err) {
 		return fmt.Errorf("deleting rule %s: %w", r, err)
@@ -539,6 +564,14 @@ func (r RuleRec) del() error {
 type NFTRec struct {
 	Table  string `json:"table"`
 	Script string `json:"script,omitempty"`
+}
+
+// ours checks that the table is one of roamtun's two.
+func (r NFTRec) ours() error {
+	if r.Table != NFTTable && r.Table != StandbyTable {
+		return fmt.Errorf("nftables table %q is not %s or %s", r.Table, NFTTable, StandbyTable)
+	}
+	return nil
 }
 
 func (r NFTRec) add() error {

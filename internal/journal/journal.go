@@ -11,6 +11,13 @@
 // A journal is held by one process at a time (an exclusive flock on
 // STATE_DIR/lock): two runs undoing each other's changes would be worse than
 // either alone.
+//
+// Replay runs as root and does what the entries say, so only entries that
+// no one but roamtun's own user could have written are believed: STATE_DIR,
+// the journal directory and each entry must be owned by that user and not
+// writable by group or others, entries must be regular files (never
+// symlinks), and no directory above STATE_DIR may let another user swap it.
+// Anything else is refused by name and left in place for inspection.
 package journal
 
 import (
@@ -18,12 +25,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -61,16 +70,34 @@ type Journal struct {
 	seq  uint64
 }
 
-// Open opens (creating, mode 0700) the journal in stateDir and takes its lock.
+// Open opens (creating, mode 0700) the journal in stateDir and takes its
+// lock. A stateDir, journal directory or lock that another user could have
+// planted or changed is refused, naming it.
 func Open(stateDir string) (*Journal, error) {
+	stateDir = filepath.Clean(stateDir)
+	if !filepath.IsAbs(stateDir) {
+		return nil, fmt.Errorf("journal: state_dir %q is not an absolute path", stateDir)
+	}
 	dir := filepath.Join(stateDir, "journal")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
+	if err := checkAncestors(filepath.Dir(stateDir)); err != nil {
+		return nil, fmt.Errorf("journal: refusing state_dir %s: %w", stateDir, err)
+	}
+	for _, d := range []string{stateDir, dir} {
+		if err := checkOwned(d, true); err != nil {
+			return nil, fmt.Errorf("journal: refusing %w", err)
+		}
+	}
 	lockPath := filepath.Join(stateDir, "lock")
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: opening the lock (a symlink is refused): %w", err)
+	}
+	if err := checkOpen(f, lockPath); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: refusing %w", err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(lockPath)
@@ -84,13 +111,18 @@ func Open(stateDir string) (*Journal, error) {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	j := &Journal{dir: dir, lock: f}
-	pending, err := j.Pending()
+	// New entries number on from every file there, even those Pending
+	// refuses (they are reported by Replay, and must not be overwritten).
+	names, err := os.ReadDir(dir)
 	if err != nil {
 		j.Close()
-		return nil, err
+		return nil, fmt.Errorf("journal: %w", err)
 	}
-	for _, e := range pending {
-		j.seq = max(j.seq, e.Seq)
+	for _, d := range names {
+		digits, _, _ := strings.Cut(d.Name(), "-")
+		if n, err := strconv.ParseUint(digits, 10, 64); err == nil {
+			j.seq = max(j.seq, n)
+		}
 	}
 	return j, nil
 }
@@ -169,7 +201,7 @@ func (j *Journal) Pending() ([]Entry, error) {
 		}
 		path := filepath.Join(j.dir, d.Name())
 		var e Entry
-		b, err := os.ReadFile(path)
+		b, err := readOwned(path)
 		if err == nil {
 			err = json.Unmarshal(b, &e)
 		}
@@ -224,3 +256,89 @@ func (j *Journal) Replay(ctx context.Context, undo map[string]Undoer) (undone in
 	}
 	return undone, errors.Join(errs...)
 }
+
+// checkOwned checks that path is a directory (dir) or regular file of ours:
+// not a symlink, owned by this process's user, not writable by group or
+// others.
+func checkOwned(path string, dir bool) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	return checkInfo(path, fi, dir)
+}
+
+func checkInfo(path string, fi os.FileInfo, dir bool) error {
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%s: a symlink", path)
+	case dir && !fi.IsDir():
+		return fmt.Errorf("%s: not a directory", path)
+	case !dir && !fi.Mode().IsRegular():
+		return fmt.Errorf("%s: not a regular file", path)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: no owner information", path)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s: owned by uid %d, not %d", path, st.Uid, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s: writable by group or others (mode %04o)", path, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// checkOpen checks an open file (the lock) the way checkOwned checks a path.
+func checkOpen(f *os.File, path string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return checkInfo(path, fi, false)
+}
+
+// checkAncestors checks that no directory above the state dir lets another
+// user rename or replace what is in it: each is owned by root or us, and
+// writable by group or others only with the sticky bit (as /tmp).
+func checkAncestors(dir string) error {
+	for {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("%s: no owner information", dir)
+		}
+		if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+			return fmt.Errorf("%s is owned by uid %d", dir, st.Uid)
+		}
+		if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+			return fmt.Errorf("%s is writable by group or others (mode %04o)", dir, fi.Mode().Perm())
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
+	}
+}
+
+// readOwned reads an entry that checkOwned accepts, without following a
+// symlink put in its place meanwhile.
+func readOwned(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("refused (a symlink, or unreadable): %w; left in place", err)
+	}
+	defer f.Close()
+	if err := checkOpen(f, path); err != nil {
+		return nil, fmt.Errorf("refused: %w; left in place for inspection", err)
+	}
+	return io.ReadAll(io.LimitReader(f, maxEntry+1))
+}
+
+// maxEntry bounds an entry's size: roamtun's are a few hundred bytes.
+const maxEntry = 1 << 20
