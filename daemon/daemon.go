@@ -421,6 +421,7 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, server netip.Addr) {
 		d.setStatus(func(s *Status) { s.State, s.Reason = StateBlocked, err.Error() })
 		return
 	}
+	lc.Forbidden = r.guard.Forbidden
 	var argv, env []string
 	switch {
 	case d.o.Dial != nil:

@@ -125,6 +125,10 @@ func (g *Guard) Up(ctx context.Context, ifname string, sess ppp.Session) error {
 	return g.dnsUp(ctx, ifname, sess.DNS)
 }
 
+// Forbidden is what the far end may not hand us over IPCP (the server's
+// address, the uplink's subnets), for ppp.Config.Forbidden.
+func (g *Guard) Forbidden() []ppp.Forbidden { return g.routing.Forbidden() }
+
 // Refresh puts the server's route in line with the uplink before a dial
 // (a new gateway after a roam, a flushed interface).
 func (g *Guard) Refresh() error { return g.routing.Refresh() }

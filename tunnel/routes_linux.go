@@ -154,6 +154,39 @@ type Routing struct {
 	tunnel  []*journal.Entry // changes tied to the current TUN
 }
 
+// Forbidden is what the far end may not hand the client over IPCP: the
+// server's own address and the subnets of the uplink the server is reached
+// over now (its gateway, its resolver). See ppp.Config.Forbidden.
+func (r *Routing) Forbidden() []ppp.Forbidden {
+	r.mu.Lock()
+	server, dev := r.o.Server, r.o.Path.Dev
+	r.mu.Unlock()
+	out := []ppp.Forbidden{{Prefix: netip.PrefixFrom(server, server.BitLen()), Why: "the ssh server's address"}}
+	for _, p := range UplinkPrefixes(dev) {
+		out = append(out, ppp.Forbidden{Prefix: p, Why: "inside the uplink's subnet " + p.String()})
+	}
+	return out
+}
+
+// UplinkPrefixes lists the subnets of dev's addresses (IPv4 and IPv6).
+func UplinkPrefixes(dev string) []netip.Prefix {
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		return nil
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
 // NewRouting returns a Routing that has changed nothing yet.
 func NewRouting(o RoutingOptions) *Routing {
 	if o.Log == nil {

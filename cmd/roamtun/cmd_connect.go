@@ -67,6 +67,7 @@ func runConnect(e *env, args []string) (rerr error) {
 		if guard, err = sys.Protect(e.ctx, p, server); err != nil {
 			return err
 		}
+		lc.Forbidden = guard.Forbidden
 		defer func() {
 			if cerr := guard.Close(context.WithoutCancel(e.ctx)); cerr != nil {
 				rerr = errors.Join(rerr, cerr)

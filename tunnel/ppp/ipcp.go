@@ -1,6 +1,7 @@
 package ppp
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 )
@@ -183,7 +184,73 @@ func (c *ipcp) up() {
 	if !c.l.cfg.RequestDNS {
 		dns = c.l.cfg.DNS
 	}
+	if !c.l.cfg.LocalIP.IsValid() {
+		// A client: what we use came from the far end.
+		if err := c.checkFarEnd(dns); err != nil {
+			c.l.fail(err)
+			return
+		}
+	}
 	c.l.ipcpUp(c.local, c.peer, dns)
+}
+
+// checkFarEnd refuses addresses a malicious (or misconfigured) far end could
+// use to pull traffic out of the tunnel or break it: loopback, multicast,
+// broadcast and the like, and whatever Config.Forbidden names.
+func (c *ipcp) checkFarEnd(dns []netip.Addr) error {
+	var forbidden []Forbidden
+	if c.l.cfg.Forbidden != nil {
+		forbidden = c.l.cfg.Forbidden()
+	}
+	check := func(what string, a netip.Addr) error {
+		if why := unusableAddr(a, forbidden); why != "" {
+			return errNegotiation(fmt.Sprintf("IPCP: refusing %s %s from the far end: %s", what, a, why))
+		}
+		return nil
+	}
+	if err := check("our address", c.local); err != nil {
+		return err
+	}
+	if c.peer.IsValid() {
+		if err := check("its address", c.peer); err != nil {
+			return err
+		}
+		if c.peer == c.local {
+			return errNegotiation(fmt.Sprintf("IPCP: refusing addresses from the far end: both ends would be %s", c.local))
+		}
+	}
+	for _, d := range dns {
+		if err := check("DNS server", d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unusableAddr says why a is no address for either end of the link or a DNS
+// server behind it, or "" when it is usable.
+func unusableAddr(a netip.Addr, forbidden []Forbidden) string {
+	a = a.Unmap()
+	switch {
+	case !a.IsValid() || a.IsUnspecified():
+		return "unspecified"
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsMulticast():
+		return "a multicast address"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the broadcast address"
+	case a.IsLinkLocalUnicast():
+		return "a link-local address"
+	case a.Is4() && (a.As4()[0] == 0 || a.As4()[0] >= 240):
+		return "a reserved address"
+	}
+	for _, f := range forbidden {
+		if f.Prefix.Contains(a) {
+			return f.Why
+		}
+	}
+	return ""
 }
 
 func (c *ipcp) down()     { c.l.ipcpDown() }

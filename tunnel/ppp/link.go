@@ -46,6 +46,15 @@ type Config struct {
 	DNS             []netip.Addr
 	IPv6            bool // also run IPv6CP
 
+	// Forbidden returns what the far end may not give a client: as its
+	// address, as the far end's own, or as a DNS server — the ssh server's
+	// address (the route to it would collapse into the TUN) and the
+	// uplink's subnets (its gateway, its resolver). It is called when IPCP
+	// opens, since the uplink can change between dials; nil means none
+	// beyond the addresses no link may use (loopback, multicast, broadcast,
+	// unspecified, link-local, reserved), which are always refused.
+	Forbidden func() []Forbidden
+
 	// Passive waits for the far end's first LCP Configure-Request instead
 	// of sending one (pppd's "passive"): the server end of a dial-up.
 	Passive bool
@@ -56,6 +65,13 @@ type Config struct {
 	MaxFailure   int
 
 	Logger *slog.Logger // nil: discard
+}
+
+// Forbidden is a range of addresses a far end may not hand a client, and
+// why (for the error that ends the link).
+type Forbidden struct {
+	Prefix netip.Prefix
+	Why    string // e.g. "the ssh server's address"
 }
 
 // Session is what negotiation produced. It is valid once Up is closed.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -328,5 +329,55 @@ func BenchmarkWritePacket(b *testing.B) {
 	b.SetBytes(int64(len(pkt)))
 	for b.Loop() {
 		l.WritePacket(pkt)
+	}
+}
+
+// TestLinkRefusesFarEndAddresses: a client refuses addresses from a far end
+// that would pull traffic out of the tunnel or break it, and the link ends
+// naming what and why.
+func TestLinkRefusesFarEndAddresses(t *testing.T) {
+	forbidden := func() []Forbidden {
+		return []Forbidden{
+			{netip.MustParsePrefix("198.51.100.7/32"), "the ssh server's address"},
+			{netip.MustParsePrefix("10.200.1.0/24"), "inside the uplink's subnet 10.200.1.0/24"},
+		}
+	}
+	a := netip.MustParseAddr
+	for _, c := range []struct {
+		name        string
+		local, peer string // what the far end assigns us, and claims for itself
+		dns         string
+		want        string
+	}{
+		{"server's address as ours", "198.51.100.7", "10.9.0.1", "10.9.0.53", "our address 198.51.100.7 from the far end: the ssh server's address"},
+		{"café gateway as its own", "10.9.0.2", "10.200.1.1", "10.9.0.53", "its address 10.200.1.1 from the far end: inside the uplink's subnet"},
+		{"loopback", "127.0.0.1", "10.9.0.1", "10.9.0.53", "a loopback address"},
+		{"multicast", "10.9.0.2", "224.0.0.251", "10.9.0.53", "a multicast address"},
+		{"broadcast", "255.255.255.255", "10.9.0.1", "10.9.0.53", "the broadcast address"},
+		{"link-local", "169.254.9.2", "10.9.0.1", "10.9.0.53", "a link-local address"},
+		{"same both ends", "10.9.0.2", "10.9.0.2", "10.9.0.53", "both ends would be 10.9.0.2"},
+		{"dns 0.0.0.1", "10.9.0.2", "10.9.0.1", "0.0.0.1", "DNS server 0.0.0.1 from the far end: a reserved address"},
+		{"dns broadcast", "10.9.0.2", "10.9.0.1", "255.255.255.255", "DNS server 255.255.255.255 from the far end: the broadcast address"},
+		{"dns café resolver", "10.9.0.2", "10.9.0.1", "10.200.1.1", "DNS server 10.200.1.1 from the far end: inside the uplink's subnet"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			secrets := mustSecrets(t, testSecrets)
+			ca, cb := net.Pipe()
+			cc := clientConfig(secrets)
+			cc.Forbidden = forbidden
+			sc := serverConfig(secrets)
+			sc.LocalIP, sc.PeerIP, sc.DNS = a(c.peer), a(c.local), []netip.Addr{a(c.dns)}
+			client := start(t, ca, cc)
+			start(t, cb, sc)
+			err := waitErr(t, client)
+			if !errors.Is(err, ErrNegotiation) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("client ended with %v, want a negotiation error with %q", err, c.want)
+			}
+			select {
+			case <-client.l.Up():
+				t.Error("the link came up with the refused addresses")
+			default:
+			}
+		})
 	}
 }
