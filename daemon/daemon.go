@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/internal/serveraddr"
 	"github.com/roamtun/roamtun/policy"
 	"github.com/roamtun/roamtun/tunnel"
 	"github.com/roamtun/roamtun/tunnel/ppp"
@@ -87,6 +88,12 @@ type Options struct {
 	// Dial returns the command that carries PPP to p's server at addr;
 	// nil: the profile's dial_command, else ssh.
 	Dial func(p *config.Profile, addr netip.Addr) (argv, env []string)
+	// Addrs remembers servers' and verify targets' addresses learnt where
+	// they can be believed (a trusted network's DNS, a pinned host key
+	// answering); nil remembers nothing.
+	Addrs *serveraddr.Book
+	// Resolver looks names up; nil: the system's.
+	Resolver serveraddr.Resolver
 }
 
 // Daemon is the state machine: Network snapshots and policy decisions in,
@@ -109,11 +116,12 @@ type Daemon struct {
 	ovProf   string
 	gen      int // numbers tunnel runs, so a stopped run's late events are ignored
 	run      *tunnelRun
-	servers  map[string]netip.Addr // resolved once per profile
 	portal   map[string]time.Time  // per network: direct traffic allowed until, to sign in
 	done     chan struct{}         // closed when Run returns
 	standby  *tunnel.Standby
 	open     string // the interface the standby firewall lets out
+
+	bg sync.WaitGroup // background lookups (learnAddrs); joined when Run returns
 }
 
 // tunnelRun is one supervised tunnel and the protection around it.
@@ -140,7 +148,7 @@ func New(o Options) *Daemon {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Daemon{o: o, log: o.Log, reqs: make(chan func(context.Context)), events: make(chan tunEvent, 64),
-		subs: map[chan Status]struct{}{}, servers: map[string]netip.Addr{}, portal: map[string]time.Time{},
+		subs: map[chan Status]struct{}{}, portal: map[string]time.Time{},
 		done:   make(chan struct{}),
 		status: Status{State: StateIdle, Reason: "no network yet"}}
 }
@@ -150,6 +158,7 @@ func New(o Options) *Daemon {
 func (d *Daemon) Run(ctx context.Context) error {
 	nets := d.o.Networks
 	defer close(d.done)
+	defer d.bg.Wait()
 	if d.o.Standby {
 		var exempt []string
 		for _, p := range d.o.Config.Profiles {
@@ -229,13 +238,12 @@ func (d *Daemon) allowProbes(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		addrs := []netip.Addr{}
+		// A name is let through only at addresses learnt on a trusted
+		// network: the current network's DNS must not choose where the
+		// standby firewall opens.
+		addrs := d.o.Addrs.Known(host)
 		if a, err := netip.ParseAddr(host); err == nil {
-			addrs = append(addrs, a)
-		} else {
-			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			addrs, _ = net.DefaultResolver.LookupNetIP(lctx, "ip", host)
-			cancel()
+			addrs = []netip.Addr{a}
 		}
 		for _, a := range addrs {
 			targets = append(targets, netip.AddrPortFrom(a, uint16(p)))
@@ -309,6 +317,9 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	if dec.Action == policy.ActionTrust {
 		d.stop(ctx)
 		d.letOut(n.Interface)
+		if d.override == "" {
+			d.learnAddrs(ctx)
+		}
 		d.setStatus(func(s *Status) { *s = Status{State: StateDirect, Reason: dec.Reason}; base(s) })
 		return
 	}
@@ -338,7 +349,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	}
 	d.stop(ctx)
 	d.letOut("")
-	server, err := d.server(ctx, p)
+	servers, err := d.candidates(ctx, p)
 	if err != nil {
 		d.setStatus(func(s *Status) { *s = Status{State: StateBlocked, Reason: err.Error()}; base(s) })
 		return
@@ -347,7 +358,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	if block {
 		prof.Lockdown = true
 	}
-	guard, err := d.o.System.Protect(ctx, &prof, server)
+	guard, err := d.o.System.Protect(ctx, &prof, servers[0])
 	if err != nil {
 		d.log.Error("protecting the network failed", "err", err)
 		d.setStatus(func(s *Status) { *s = Status{State: StateBlocked, Reason: err.Error()}; base(s) })
@@ -370,7 +381,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 			Tunnel: &TunnelStatus{Profile: p.Name, Interface: p.Interface, DNS: []string{}}}
 		base(s)
 	})
-	d.dial(ctx, r, server)
+	d.dial(ctx, r, servers)
 }
 
 // inPortal handles a captive portal: with lockdown on, the tunnel cannot
@@ -412,7 +423,7 @@ func (d *Daemon) inPortal(ctx context.Context, n watcher.Network, dec policy.Dec
 }
 
 // dial starts supervising r's tunnel.
-func (d *Daemon) dial(ctx context.Context, r *tunnelRun, server netip.Addr) {
+func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 	p := r.profile
 	lc, err := LinkConfig(p, d.log)
 	if err != nil {
@@ -422,14 +433,25 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, server netip.Addr) {
 		return
 	}
 	lc.Forbidden = r.guard.Forbidden
-	var argv, env []string
-	switch {
-	case d.o.Dial != nil:
-		argv, env = d.o.Dial(p, server)
-	case len(p.DialCommand) > 0:
-		argv = p.DialCommand
-	default:
-		argv, env = tunnel.SSHCommandTo(p, server)
+	// Each attempt dials one of the server's addresses, moving on after
+	// one that never came up; an address where the pinned host key
+	// answered is remembered.
+	rot := serveraddr.NewRotation(servers)
+	var addr netip.Addr // the address of the current attempt (Supervise's goroutine)
+	dialer := func(attempt int) ([]string, []string, error) {
+		addr = rot.Next(attempt)
+		if err := r.guard.UseServer(addr); err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case d.o.Dial != nil:
+			argv, env := d.o.Dial(p, addr)
+			return argv, env, nil
+		case len(p.DialCommand) > 0:
+			return p.DialCommand, nil, nil
+		}
+		argv, env := tunnel.SSHCommandTo(p, addr)
+		return argv, env, nil
 	}
 	prefix := "ssh"
 	if len(p.DialCommand) > 0 {
@@ -442,7 +464,7 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, server netip.Addr) {
 	go func() {
 		defer close(r.done)
 		err := tunnel.Supervise(rctx, tunnel.SuperviseOptions{
-			Argv: argv, Env: env, LogPrefix: prefix, Log: d.log, Kick: kick,
+			Dial: dialer, LogPrefix: prefix, Log: d.log, Kick: kick,
 			Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: d.log},
 			OnEvent: func(ev tunnel.Event) {
 				// Routes and DNS follow the link here, before anyone is
@@ -455,6 +477,9 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, server netip.Addr) {
 				case "up":
 					if err := r.guard.Up(rctx, ev.Ifname, ev.Session); err != nil {
 						d.log.Error("routing through the tunnel failed", "err", err)
+					}
+					if len(p.DialCommand) == 0 && d.o.Dial == nil {
+						d.o.Addrs.Remember(p.Host, addr) // the pinned host key answered there
 					}
 				case "down":
 					r.guard.Down()
@@ -558,21 +583,53 @@ func (d *Daemon) profile(name string) (*config.Profile, error) {
 	return d.o.Config.Profile(name)
 }
 
-// server resolves a profile's server once, while the network's own DNS is
-// still in place, and remembers it.
-func (d *Daemon) server(ctx context.Context, p *config.Profile) (netip.Addr, error) {
-	if a, ok := d.servers[p.Name]; ok {
-		return a, nil
-	}
+// candidates returns the addresses to dial p's server at (serveraddr):
+// pinned ones, else those learnt where they could be believed, then the
+// current network's answers.
+func (d *Daemon) candidates(ctx context.Context, p *config.Profile) ([]netip.Addr, error) {
 	if p.Host == "" {
-		return netip.Addr{}, fmt.Errorf("profile %s has no host: the daemon needs one to route around the tunnel", p.Name)
+		return nil, fmt.Errorf("profile %s has no host: the daemon needs one to route around the tunnel", p.Name)
 	}
-	a, err := tunnel.ResolveServer(ctx, p.Host)
-	if err != nil {
-		return a, err
+	return serveraddr.Candidates(ctx, p.Host, p.Addresses, d.o.Addrs, d.o.Resolver)
+}
+
+// learnAddrs looks up, in the background, the names a trusted network's DNS
+// may be believed about — every profile's server and the policy's verify
+// targets — and remembers the answers, then lets the verify targets
+// through the standby firewall at them.
+func (d *Daemon) learnAddrs(ctx context.Context) {
+	if d.o.Addrs == nil {
+		return
 	}
-	d.servers[p.Name] = a
-	return a, nil
+	var hosts []string
+	for _, p := range d.o.Config.Profiles {
+		if _, err := netip.ParseAddr(p.Host); err != nil && p.Host != "" && len(p.Addresses) == 0 {
+			hosts = append(hosts, p.Host)
+		}
+	}
+	for _, r := range d.o.Policy.Policy().Rules {
+		if host, _, err := net.SplitHostPort(r.Verify); err == nil {
+			if _, err := netip.ParseAddr(host); err != nil {
+				hosts = append(hosts, host)
+			}
+		}
+	}
+	if len(hosts) == 0 {
+		return
+	}
+	d.bg.Go(func() {
+		for _, h := range hosts {
+			addrs, err := serveraddr.Lookup(ctx, d.o.Resolver, h)
+			if err != nil {
+				d.log.Debug("learning addresses on a trusted network", "host", h, "err", err)
+				continue
+			}
+			if err := d.o.Addrs.Remember(h, addrs...); err != nil {
+				d.log.Warn("remembering addresses", "host", h, "err", err)
+			}
+		}
+		d.allowProbes(ctx)
+	})
 }
 
 // Status returns the current status, with live byte counters.

@@ -129,6 +129,10 @@ func (g *Guard) Up(ctx context.Context, ifname string, sess ppp.Session) error {
 // address, the uplink's subnets), for ppp.Config.Forbidden.
 func (g *Guard) Forbidden() []ppp.Forbidden { return g.routing.Forbidden() }
 
+// UseServer moves the server's host route and the lockdown's hole to addr,
+// another address of the same server, before a dial.
+func (g *Guard) UseServer(addr netip.Addr) error { return g.routing.UseServer(addr) }
+
 // Refresh puts the server's route in line with the uplink before a dial
 // (a new gateway after a roam, a flushed interface).
 func (g *Guard) Refresh() error { return g.routing.Refresh() }

@@ -265,7 +265,44 @@ func (r *Routing) Refresh() error {
 	}
 	old := r.o.Path
 	r.o.Path = p
-	if p.Dev != old.Dev && r.o.Lockdown {
+	if err := r.moveHostLocked(p.Dev != old.Dev); err != nil {
+		return err
+	}
+	r.o.Log.Info("server route follows the uplink", "server", r.o.Server, "was", old.String(), "now", p.String())
+	return nil
+}
+
+// UseServer points the server's host route, and with lockdown the
+// firewall's one hole, at addr — another address of the same server, tried
+// when the last one did not answer — before a dial.
+func (r *Routing) UseServer(addr netip.Addr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if addr == r.o.Server {
+		return nil
+	}
+	if r.host == nil {
+		r.o.Server = addr
+		return nil
+	}
+	p, err := FindPath(addr, "")
+	if err != nil {
+		return err
+	}
+	old := r.o.Server
+	r.o.Server, r.o.Path = addr, p
+	if err := r.moveHostLocked(true); err != nil {
+		return err
+	}
+	r.o.Log.Info("trying another address of the server", "was", old, "now", addr, "path", p.String())
+	return nil
+}
+
+// moveHostLocked replaces the server's host route (same journal entry) with
+// one for r.o.Server over r.o.Path, and rewrites the lockdown firewall when
+// what it names changed.
+func (r *Routing) moveHostLocked(firewall bool) error {
+	if firewall && r.o.Lockdown {
 		if err := nft(lockdownScript(r.o)); err != nil {
 			return err
 		}
@@ -273,7 +310,7 @@ func (r *Routing) Refresh() error {
 	if err := Undo(context.Background(), r.host); err != nil {
 		return err
 	}
-	rec := hostRoute(r.o.Server, p)
+	rec := hostRoute(r.o.Server, r.o.Path)
 	if r.o.Journal != nil {
 		data, _ := json.Marshal(rec)
 		// Rewrite the same entry: its place in the undo order stays.
@@ -293,7 +330,6 @@ func (r *Routing) Refresh() error {
 	if err := rec.add(); err != nil && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
-	r.o.Log.Info("server route follows the uplink", "server", r.o.Server, "was", old.String(), "now", p.String())
 	return nil
 }
 

@@ -1,15 +1,11 @@
 package tunnel
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/roamtun/roamtun/config"
 )
@@ -107,36 +103,6 @@ func ClassifySSH(stderr []string) error {
 		}
 	}
 	return nil
-}
-
-// ResolveServer returns the address a profile's server is dialed at: the
-// host itself when it is an address, else its first address from DNS (IPv4
-// first). It is looked up once, before routes and DNS change: the tunnel's
-// routes are made for exactly this address, and while redialing the
-// tunnel's DNS servers are out of reach.
-func ResolveServer(ctx context.Context, host string) (netip.Addr, error) {
-	if a, err := netip.ParseAddr(host); err == nil {
-		return a.Unmap(), nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("resolving the server %s: %w", host, err)
-	}
-	slices.SortStableFunc(addrs, func(a, b netip.Addr) int {
-		switch {
-		case a.Unmap().Is4() && !b.Unmap().Is4():
-			return -1
-		case !a.Unmap().Is4() && b.Unmap().Is4():
-			return 1
-		}
-		return 0
-	})
-	if len(addrs) == 0 {
-		return netip.Addr{}, fmt.Errorf("resolving the server %s: no address", host)
-	}
-	return addrs[0].Unmap(), nil
 }
 
 // SSHCommandTo is SSHCommand dialing exactly addr (the address routes were

@@ -29,7 +29,11 @@ type Event struct {
 // SuperviseOptions say how to dial and run sessions.
 type SuperviseOptions struct {
 	Argv, Env []string // the dial command (ssh, or the profile's dial_command)
-	LogPrefix string   // "ssh" or "dial"
+	// Dial, when set, gives the dial command for each attempt instead of
+	// Argv and Env (another address of the server after a failed one); an
+	// error fails the attempt.
+	Dial      func(attempt int) (argv, env []string, err error)
+	LogPrefix string // "ssh" or "dial"
 	Session   SessionOptions
 	Backoff   Backoff
 	Once      bool          // one session, no redial
@@ -103,7 +107,14 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			}
 		}()
 		err := func() error {
-			cmd, err := StartCommand(o.Argv, o.Env, o.Log, o.LogPrefix)
+			argv, env := o.Argv, o.Env
+			if o.Dial != nil {
+				var err error
+				if argv, env, err = o.Dial(attempt); err != nil {
+					return err
+				}
+			}
+			cmd, err := StartCommand(argv, env, o.Log, o.LogPrefix)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/internal/serveraddr"
 	"github.com/roamtun/roamtun/tunnel"
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
@@ -46,17 +47,15 @@ func runConnect(e *env, args []string) (rerr error) {
 	if err != nil {
 		return err
 	}
-	argv, env, prefix := p.DialCommand, []string(nil), "dial"
+	argv, prefix := p.DialCommand, "dial"
 	// Routes, lockdown and DNS: set up before the first dial, undone on
 	// the way out (and by roamtun cleanup if we are killed).
 	var guard *daemon.Guard
+	var rot *serveraddr.Rotation
+	var book *serveraddr.Book
 	if p.Host == "" {
 		e.log.Warn("profile has no host: routes, lockdown and DNS are left alone", "profile", p.Name)
 	} else {
-		server, err := tunnel.ResolveServer(e.ctx, p.Host)
-		if err != nil {
-			return err
-		}
 		sys, err := daemon.Recover(e.ctx, cfg.Daemon, e.log)
 		if sys != nil {
 			defer sys.Close()
@@ -64,7 +63,15 @@ func runConnect(e *env, args []string) (rerr error) {
 		if err != nil {
 			return err
 		}
-		if guard, err = sys.Protect(e.ctx, p, server); err != nil {
+		if book, err = serveraddr.Open(cfg.Daemon.StateDir); err != nil {
+			e.log.Warn("server addresses learnt earlier are not used", "err", err)
+		}
+		servers, err := serveraddr.Candidates(e.ctx, p.Host, p.Addresses, book, nil)
+		if err != nil {
+			return err
+		}
+		rot = serveraddr.NewRotation(servers)
+		if guard, err = sys.Protect(e.ctx, p, servers[0]); err != nil {
 			return err
 		}
 		lc.Forbidden = guard.Forbidden
@@ -75,15 +82,30 @@ func runConnect(e *env, args []string) (rerr error) {
 				e.log.Info("routes and DNS restored")
 			}
 		}()
-		if len(argv) == 0 {
-			argv, env = tunnel.SSHCommandTo(p, server)
-		}
-	}
-	if len(argv) == 0 {
-		argv, env = tunnel.SSHCommand(p)
 	}
 	if len(p.DialCommand) == 0 {
 		prefix = "ssh"
+	}
+	// With a guard, each attempt dials one of the server's addresses,
+	// moving on after one that never came up.
+	var addr netip.Addr
+	dial := func(attempt int) ([]string, []string, error) {
+		if rot == nil {
+			if len(argv) > 0 {
+				return argv, nil, nil
+			}
+			a, en := tunnel.SSHCommand(p)
+			return a, en, nil
+		}
+		addr = rot.Next(attempt)
+		if err := guard.UseServer(addr); err != nil {
+			return nil, nil, err
+		}
+		if len(argv) > 0 {
+			return argv, nil, nil
+		}
+		a, en := tunnel.SSHCommandTo(p, addr)
+		return a, en, nil
 	}
 	start := time.Now()
 	// A network change (link up, new route) makes a waiting redial happen
@@ -93,7 +115,7 @@ func runConnect(e *env, args []string) (rerr error) {
 	defer stopWatch()
 	go tunnel.WatchNetwork(wctx, kick, p.Interface, 100*time.Millisecond, e.log)
 	err = tunnel.Supervise(e.ctx, tunnel.SuperviseOptions{
-		Argv: argv, Env: env, LogPrefix: prefix, Once: *once, Log: e.log, Kick: kick,
+		Dial: dial, LogPrefix: prefix, Once: *once, Log: e.log, Kick: kick,
 		Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log},
 		OnEvent: func(ev tunnel.Event) {
 			switch ev.Kind {
@@ -110,6 +132,9 @@ func runConnect(e *env, args []string) (rerr error) {
 					if err := guard.Up(e.ctx, ev.Ifname, ev.Session); err != nil {
 						e.log.Error("routing through the tunnel failed", "err", err)
 					}
+				}
+				if len(p.DialCommand) == 0 && addr.IsValid() {
+					book.Remember(p.Host, addr) // the pinned host key answered there
 				}
 				fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s\n", ev.Ifname, ev.Session.LocalIP,
 					ev.Session.PeerIP, joinAddrs(ev.Session.DNS), ev.Session.MTU, ev.Time.Sub(start).Round(time.Millisecond))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/internal/serveraddr"
 	"github.com/roamtun/roamtun/policy"
 )
 
@@ -38,6 +39,10 @@ func runDaemon(e *env, args []string) error {
 	if err != nil {
 		e.log.Error("could not undo everything an earlier run left; roamtun cleanup retries", "err", err)
 	}
+	addrs, err := serveraddr.Open(cfg.Daemon.StateDir)
+	if err != nil {
+		e.log.Warn("server addresses learnt earlier are not used", "err", err)
+	}
 	holder, err := policy.NewHolder(cfg.Daemon.PolicyDir, policyProfiles(cfg))
 	if err != nil {
 		return err
@@ -55,7 +60,7 @@ func runDaemon(e *env, args []string) error {
 		standby = standby || p.Lockdown
 	}
 	d := daemon.New(daemon.Options{Config: cfg, System: sys, Policy: holder, Networks: nets, Hooks: hooks, Standby: standby,
-		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Log: e.log})
+		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log})
 	ctl := &daemon.Control{D: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
 		Group: cfg.Daemon.SocketGroup, Log: e.log}
 	if err := ctl.Listen(cfg.Daemon.Socket); err != nil {

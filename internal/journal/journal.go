@@ -25,19 +25,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/roamtun/roamtun/internal/atomicfile"
+	"github.com/roamtun/roamtun/internal/safefile"
 )
 
 // ErrBusy is returned by Open when another process holds the journal.
@@ -82,11 +81,11 @@ func Open(stateDir string) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	if err := checkAncestors(filepath.Dir(stateDir)); err != nil {
+	if err := safefile.CheckAncestors(filepath.Dir(stateDir)); err != nil {
 		return nil, fmt.Errorf("journal: refusing state_dir %s: %w", stateDir, err)
 	}
 	for _, d := range []string{stateDir, dir} {
-		if err := checkOwned(d, true); err != nil {
+		if err := safefile.CheckOwned(d, true); err != nil {
 			return nil, fmt.Errorf("journal: refusing %w", err)
 		}
 	}
@@ -95,7 +94,7 @@ func Open(stateDir string) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: opening the lock (a symlink is refused): %w", err)
 	}
-	if err := checkOpen(f, lockPath); err != nil {
+	if err := safefile.CheckOpen(f, lockPath); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("journal: refusing %w", err)
 	}
@@ -201,7 +200,7 @@ func (j *Journal) Pending() ([]Entry, error) {
 		}
 		path := filepath.Join(j.dir, d.Name())
 		var e Entry
-		b, err := readOwned(path)
+		b, err := safefile.ReadOwned(path, maxEntry)
 		if err == nil {
 			err = json.Unmarshal(b, &e)
 		}
@@ -255,89 +254,6 @@ func (j *Journal) Replay(ctx context.Context, undo map[string]Undoer) (undone in
 		undone++
 	}
 	return undone, errors.Join(errs...)
-}
-
-// checkOwned checks that path is a directory (dir) or regular file of ours:
-// not a symlink, owned by this process's user, not writable by group or
-// others.
-func checkOwned(path string, dir bool) error {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return err
-	}
-	return checkInfo(path, fi, dir)
-}
-
-func checkInfo(path string, fi os.FileInfo, dir bool) error {
-	switch {
-	case fi.Mode()&os.ModeSymlink != 0:
-		return fmt.Errorf("%s: a symlink", path)
-	case dir && !fi.IsDir():
-		return fmt.Errorf("%s: not a directory", path)
-	case !dir && !fi.Mode().IsRegular():
-		return fmt.Errorf("%s: not a regular file", path)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("%s: no owner information", path)
-	}
-	if int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%s: owned by uid %d, not %d", path, st.Uid, os.Geteuid())
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s: writable by group or others (mode %04o)", path, fi.Mode().Perm())
-	}
-	return nil
-}
-
-// checkOpen checks an open file (the lock) the way checkOwned checks a path.
-func checkOpen(f *os.File, path string) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	return checkInfo(path, fi, false)
-}
-
-// checkAncestors checks that no directory above the state dir lets another
-// user rename or replace what is in it: each is owned by root or us, and
-// writable by group or others only with the sticky bit (as /tmp).
-func checkAncestors(dir string) error {
-	for {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return fmt.Errorf("%s: no owner information", dir)
-		}
-		if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-			return fmt.Errorf("%s is owned by uid %d", dir, st.Uid)
-		}
-		if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
-			return fmt.Errorf("%s is writable by group or others (mode %04o)", dir, fi.Mode().Perm())
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return nil
-		}
-		dir = parent
-	}
-}
-
-// readOwned reads an entry that checkOwned accepts, without following a
-// symlink put in its place meanwhile.
-func readOwned(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("refused (a symlink, or unreadable): %w; left in place", err)
-	}
-	defer f.Close()
-	if err := checkOpen(f, path); err != nil {
-		return nil, fmt.Errorf("refused: %w; left in place for inspection", err)
-	}
-	return io.ReadAll(io.LimitReader(f, maxEntry+1))
 }
 
 // maxEntry bounds an entry's size: roamtun's are a few hundred bytes.
