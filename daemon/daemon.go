@@ -116,8 +116,8 @@ type Daemon struct {
 	ovProf   string
 	gen      int // numbers tunnel runs, so a stopped run's late events are ignored
 	run      *tunnelRun
-	portal   map[string]time.Time  // per network: direct traffic allowed until, to sign in
-	done     chan struct{}         // closed when Run returns
+	portal   map[string]time.Time // per network: direct traffic allowed until, to sign in
+	done     chan struct{}        // closed when Run returns
 	standby  *tunnel.Standby
 	open     string // the interface the standby firewall lets out
 
