@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -13,6 +15,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/roamtun/roamtun/internal/safefile"
 )
 
 // HookEnv is what a hook is told about the link (as environment variables).
@@ -28,16 +34,23 @@ type HookEnv struct {
 
 // Hooks runs the executables in a profile's hooks_dir on "up" and "down",
 // one at a time in name order, each time-limited; a failing hook is logged,
-// never fatal. Like NetworkManager's dispatcher, it runs only files owned by
-// root (or the daemon's user) that group and others cannot write: a hook
-// runs with the daemon's privileges.
+// never fatal. A hook runs with the daemon's privileges, so like
+// NetworkManager's dispatcher it trusts only what no one else could have
+// put there: the directory (and those above it) owned by root or the
+// daemon's user and not writable by group or others; each hook a regular
+// file (never a symlink) owned likewise, not group/other writable. The file
+// is opened once, checked through the open descriptor and executed from it,
+// so what runs is what was checked.
 type Hooks struct {
 	Timeout time.Duration // per hook; 0 means 30 s
 	Log     *slog.Logger
 
-	once  sync.Once
-	queue chan func()
-	wg    sync.WaitGroup
+	once   sync.Once
+	mu     sync.Mutex
+	queue  chan func()
+	closed bool
+	wg     sync.WaitGroup // queued jobs
+	worker sync.WaitGroup // the goroutine running them
 }
 
 // Run queues event's hooks in dir; it does not wait for them. A nil Hooks
@@ -48,12 +61,17 @@ func (h *Hooks) Run(dir, event string, env HookEnv) {
 	}
 	h.once.Do(func() {
 		h.queue = make(chan func(), 64)
-		go func() {
+		h.worker.Go(func() {
 			for f := range h.queue {
 				f()
 			}
-		}()
+		})
 	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
 	h.wg.Add(1)
 	job := func() { defer h.wg.Done(); h.runAll(dir, event, env) }
 	select {
@@ -71,6 +89,21 @@ func (h *Hooks) Wait() {
 	}
 }
 
+// Close runs what is queued, then stops the worker and waits for it; later
+// events run nothing.
+func (h *Hooks) Close() {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	if !h.closed && h.queue != nil {
+		close(h.queue)
+	}
+	h.closed = true
+	h.mu.Unlock()
+	h.worker.Wait()
+}
+
 func (h *Hooks) log() *slog.Logger {
 	if h.Log == nil {
 		return slog.New(slog.DiscardHandler)
@@ -79,11 +112,16 @@ func (h *Hooks) log() *slog.Logger {
 }
 
 func (h *Hooks) runAll(dir, event string, env HookEnv) {
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return
+	}
+	if err := checkHookDir(dir); err != nil {
+		h.log().Warn("hooks not run: their directory could be changed by others", "dir", dir, "err", err)
+		return
+	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		if !os.IsNotExist(err) {
-			h.log().Warn("hooks", "dir", dir, "err", err)
-		}
+		h.log().Warn("hooks", "dir", dir, "err", err)
 		return
 	}
 	names := make([]string, 0, len(ents))
@@ -94,20 +132,85 @@ func (h *Hooks) runAll(dir, event string, env HookEnv) {
 	}
 	slices.Sort(names)
 	vars := append(os.Environ(),
-		"ROAMTUN_EVENT="+event, "PROFILE="+env.Profile, "IFNAME="+env.Ifname,
+		"ROAMTUN_EVENT="+event, "PROFILE="+envSafe(env.Profile), "IFNAME="+envSafe(env.Ifname),
 		"LOCAL="+addrOrEmpty(env.Local), "REMOTE="+addrOrEmpty(env.Remote),
-		"DNS="+joinAddrList(env.DNS), "SSID="+env.SSID, "UPLINK="+env.Interface)
+		"DNS="+joinAddrList(env.DNS), "SSID="+envSafe(env.SSID), "SSID_HEX="+hex.EncodeToString([]byte(env.SSID)),
+		"UPLINK="+envSafe(env.Interface))
 	for _, name := range names {
 		path := filepath.Join(dir, name)
-		if why := unsafeHook(path); why != "" {
-			h.log().Debug("hook skipped", "hook", path, "why", why)
+		f, why := openHook(path)
+		if why != "" {
+			h.log().Warn("hook skipped", "hook", path, "why", why)
 			continue
 		}
-		h.runOne(path, event, vars)
+		h.runOne(f, path, event, vars)
+		f.Close()
 	}
 }
 
-func (h *Hooks) runOne(path, event string, vars []string) {
+// checkHookDir: the directory and those above it must be root's (or the
+// daemon user's) and writable by no one else, or anyone could drop a
+// program in, or swap the directory, and have it run as root.
+func checkHookDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return err
+	}
+	if err := safefile.CheckAncestors(filepath.Dir(real)); err != nil {
+		return err
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return err
+	}
+	return trustedOwner(real, fi)
+}
+
+// trustedOwner: owned by root or the daemon's user, not group/other writable.
+func trustedOwner(path string, fi os.FileInfo) error {
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %04o)", path, fi.Mode().Perm())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, not root", path, st.Uid)
+	}
+	return nil
+}
+
+// openHook opens path without following a symlink and checks the open file:
+// a regular, executable file of a trusted owner. It returns the open file,
+// or why the hook must not run.
+func openHook(path string) (*os.File, string) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, "a symlink (hooks must be files in the directory itself)"
+		}
+		return nil, err.Error()
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		f.Close()
+		return nil, err.Error()
+	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
+		f.Close()
+		return nil, "not an executable file"
+	}
+	if err := trustedOwner(path, fi); err != nil {
+		f.Close()
+		return nil, err.Error()
+	}
+	return f, ""
+}
+
+// runOne executes the checked, open hook file f (through /proc/self/fd in
+// the child, so a file swapped in after the check is not what runs).
+func (h *Hooks) runOne(f *os.File, path, event string, vars []string) {
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -115,6 +218,8 @@ func (h *Hooks) runOne(path, event string, vars []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, event)
+	cmd.Path = "/proc/self/fd/3" // ExtraFiles[0] in the child
+	cmd.ExtraFiles = []*os.File{f}
 	cmd.Env = vars
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -135,22 +240,27 @@ func (h *Hooks) runOne(path, event string, vars []string) {
 	}
 }
 
-// unsafeHook says why path must not run, or "".
-func unsafeHook(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err.Error()
+// envSafe makes s fit for an environment variable a shell script reads:
+// printable UTF-8 passes; a backslash becomes \\ and every other byte
+// (NUL, newline, control characters, invalid UTF-8) \xHH. SSIDs are any 32
+// bytes; SSID_HEX carries them exactly.
+func envSafe(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == utf8.RuneError && size <= 1, !unicode.IsPrint(r):
+			for _, c := range []byte(s[i : i+size]) {
+				fmt.Fprintf(&b, `\x%02x`, c)
+			}
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
 	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return "not an executable file"
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return "writable by group or others"
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return fmt.Sprintf("owned by uid %d, not root", st.Uid)
-	}
-	return ""
+	return b.String()
 }
 
 func addrOrEmpty(a netip.Addr) string {

@@ -58,3 +58,59 @@ func TestHooks(t *testing.T) {
 	nilHooks.Run(hooks, "up", env) // no hooks configured: nothing, no panic
 	nilHooks.Wait()
 }
+
+// TestHooksRefuseUnsafe: hooks run as root, so nothing another user could
+// have placed runs: not from a directory others may write (or under one),
+// not through a symlink (even to a trusted program), not a file another
+// user owns. An SSID with NUL, newline and invalid UTF-8 still runs the
+// hooks, escaped in SSID and exact in SSID_HEX.
+func TestHooksRefuseUnsafe(t *testing.T) {
+	lab.RequirePrivileged(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	script := func(path, body string) {
+		os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755)
+		os.Chmod(path, 0o755)
+	}
+	var log lab.SyncBuffer
+	h := &daemon.Hooks{Timeout: 5 * time.Second, Log: slog.New(slog.NewTextHandler(&log, nil))}
+	defer h.Close()
+	env := daemon.HookEnv{Profile: "home", Ifname: "roamtun0", SSID: "Caf\xe9\x00\n$(reboot)\\x", Interface: "wlan0"}
+
+	// A world-writable hooks directory: nothing in it runs.
+	open := filepath.Join(dir, "open.d")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	script(filepath.Join(open, "10-hook"), "echo RAN-FROM-OPEN-DIR >> "+out)
+	// A trusted directory under one others may write (without the sticky
+	// bit): they could swap it.
+	under := filepath.Join(open, "sub.d")
+	os.Mkdir(under, 0o755)
+	script(filepath.Join(under, "10-hook"), "echo RAN-UNDER-OPEN-DIR >> "+out)
+	// A trusted directory with a symlink to a trusted program, a file of
+	// another user, and a good hook printing its environment.
+	good := filepath.Join(dir, "hooks.d")
+	os.Mkdir(good, 0o755)
+	target := filepath.Join(dir, "elsewhere")
+	script(target, "echo RAN-THROUGH-SYMLINK >> "+out)
+	os.Symlink(target, filepath.Join(good, "10-link"))
+	script(filepath.Join(good, "20-others"), "echo RAN-OTHERS-FILE >> "+out)
+	os.Chown(filepath.Join(good, "20-others"), 65534, 65534)
+	script(filepath.Join(good, "30-env"), `printf 'SSID=%s\nSSID_HEX=%s\n' "$SSID" "$SSID_HEX" >> `+out)
+
+	for _, d := range []string{open, under, good} {
+		h.Run(d, "up", env)
+	}
+	h.Wait()
+	b, _ := os.ReadFile(out)
+	want := "SSID=Caf\\xe9\\x00\\x0a$(reboot)\\\\x\nSSID_HEX=436166e9000a24287265626f6f74295c78\n"
+	if string(b) != want {
+		t.Errorf("hooks wrote:\n%q\nwant:\n%q", b, want)
+	}
+	l := log.String()
+	for _, w := range []string{open + " is writable by group or others", "a symlink", "owned by uid 65534"} {
+		if !strings.Contains(l, w) {
+			t.Errorf("log lacks %q:\n%s", w, l)
+		}
+	}
+}

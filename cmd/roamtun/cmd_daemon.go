@@ -82,7 +82,7 @@ func runDaemon(e *env, args []string) error {
 	sdNotify("STOPPING=1")
 	cancel()
 	wg.Wait()
-	hooks.Wait()
+	hooks.Close()
 	return err
 }
 
