@@ -119,6 +119,13 @@ func (d *Desktop) NotifyCalls() int {
 	return strings.Count(string(b), "member=Notify")
 }
 
+// BusLog is what dbus-monitor saw on the bus so far (Notify calls with
+// their arguments).
+func (d *Desktop) BusLog() string {
+	b, _ := os.ReadFile(d.monitor)
+	return string(b)
+}
+
 // WaitUntil polls cond for up to a minute (a deadline, not a measurement).
 func WaitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()

@@ -12,11 +12,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -60,6 +63,7 @@ type Agent struct {
 	ours      map[uint32]bool
 	warned    map[string]bool
 	actionsOK bool
+	markup    bool // the server reads bodies as markup ("body-markup")
 	posts     int
 }
 
@@ -86,6 +90,7 @@ func New(o Options) (*Agent, error) {
 	var caps []string
 	if err := a.obj.Call(iface+".GetCapabilities", 0).Store(&caps); err == nil {
 		a.actionsOK = slices.Contains(caps, "actions")
+		a.markup = slices.Contains(caps, "body-markup")
 	}
 	if err := o.Conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, service).Store(&a.owner); err != nil {
 		return nil, fmt.Errorf("notify: %w", err)
@@ -169,7 +174,9 @@ func bubbleFor(e Event) (summary, body string, actions []string, urgency byte, o
 	case "blocked":
 		return "Network blocked", fmt.Sprintf("%s: nothing leaves but the tunnel's own connection. %s", where, e.Reason), nil, 2, true
 	case "portal":
-		return "Sign in to " + where, e.Reason, []string{"signin", "Sign in"}, 1, true
+		// Summaries are plain text to some servers and markup to others:
+		// nothing the network chose (its name) goes into one.
+		return "Sign in to this network", where + ": " + e.Reason, []string{"signin", "Sign in"}, 1, true
 	case "stopped":
 		return "roamtun stopped", e.Reason, nil, 1, true
 	}
@@ -216,6 +223,13 @@ func (a *Agent) notify(replaces uint32, summary, body string, actions []string, 
 	if actions == nil {
 		actions = []string{}
 	}
+	// What a body holds comes from the network (its SSID), the far end
+	// (ssh's and PPP's words) and the daemon: shown as text, never read as
+	// markup (a link, an image, a fake "Trusted" line).
+	summary, body = plainText(summary), plainText(body)
+	if a.markup {
+		body = html.EscapeString(body)
+	}
 	hints := map[string]dbus.Variant{"urgency": dbus.MakeVariant(urgency), "category": dbus.MakeVariant("network")}
 	var id uint32
 	err := a.obj.Call(iface+".Notify", 0, a.o.AppName, replaces, "network-vpn", summary, body, actions, hints, int32(-1)).Store(&id)
@@ -228,6 +242,17 @@ func (a *Agent) notify(replaces uint32, summary, body string, actions []string, 
 	a.ours[id] = true
 	a.mu.Unlock()
 	return id, nil
+}
+
+// plainText replaces control characters (but newlines) and invalid UTF-8
+// with U+FFFD, so a name cannot rewrite the lines around it.
+func plainText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || (unicode.IsPrint(r) || r == ' ') && r != utf8.RuneError {
+			return r
+		}
+		return utf8.RuneError
+	}, strings.ToValidUTF8(s, string(utf8.RuneError)))
 }
 
 func (a *Agent) signal(s *dbus.Signal) {

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,5 +129,45 @@ func TestForgedSignals(t *testing.T) {
 	case act := <-called:
 		t.Fatalf("a forged signal triggered %q", act)
 	case <-time.After(time.Second):
+	}
+}
+
+// TestMarkupEscaped: an SSID (the café chooses it) and reasons (ssh's and
+// the far end's words) are shown as text by a server that reads bodies as
+// markup (dunst): no tags, no links, no control characters, and nothing of
+// the network's in a summary.
+func TestMarkupEscaped(t *testing.T) {
+	d := lab.StartDesktop(t)
+	conn, err := dbus.Connect(d.Addr, dbus.WithSignalHandler(dbus.NewSequentialSignalHandler()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	a, err := New(Options{Conn: conn, Coalesce: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.markup {
+		t.Fatal("dunst should announce body-markup")
+	}
+	events := make(chan Event)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, events) }()
+	defer func() { cancel(); <-done }()
+	evil := `<b>Trusted</b> & <a href="http://evil.example/">safe</a>` + "\x1b[2J"
+	events <- Event{State: "portal", SSID: evil, Reason: "sign in <img src=x>"}
+	lab.WaitUntil(t, "the bubble", func() bool { return a.Posts() == 1 })
+	lab.WaitUntil(t, "dbus-monitor seeing it", func() bool { return d.NotifyCalls() >= 1 })
+	bus := d.BusLog()
+	for _, bad := range []string{"<b>Trusted", "<a href", "<img", "\x1b", "Sign in to <"} {
+		if strings.Contains(bus, bad) {
+			t.Errorf("the Notify call carries %q unescaped:\n%s", bad, bus)
+		}
+	}
+	for _, want := range []string{"&lt;b&gt;Trusted&lt;/b&gt; &amp; &lt;a href=&#34;http://evil.example/&#34;&gt;", "sign in &lt;img src=x&gt;", `"Sign in to this network"`} {
+		if !strings.Contains(bus, want) {
+			t.Errorf("the Notify call lacks %q:\n%s", want, bus)
+		}
 	}
 }

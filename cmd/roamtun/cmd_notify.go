@@ -56,7 +56,7 @@ func runNotify(e *env, args []string) error {
 		case "trust":
 			return call(daemon.Request{Cmd: "trust", PinBSSID: true})
 		case "signin":
-			return exec.Command("xdg-open", portalURL).Start()
+			return openURL(portalURL)
 		}
 		return fmt.Errorf("unknown action %q", action)
 	}})
@@ -98,4 +98,15 @@ func eventOf(s daemon.Status) notify.Event {
 		ev.Profile, ev.Local, ev.Remote = t.Profile, t.Local, t.Remote
 	}
 	return ev
+}
+
+// openURL starts the desktop's URL opener, and reaps it when it exits: a
+// click must not leave a zombie behind.
+func openURL(url string) error {
+	cmd := exec.Command("xdg-open", url)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("opening %s: %w", url, err)
+	}
+	go cmd.Wait()
+	return nil
 }
