@@ -284,22 +284,28 @@ func (r *rawProfile) validate(doc *tomlfile.Doc, name string) *Profile {
 	// A dial_command written but rejected (its type, say) still means ssh is
 	// not used: do not ask for ssh's keys as well.
 	dialing := len(p.DialCommand) > 0 || doc.Has("profile", name, "dial_command")
-	if !dialing && (doc.Complete() || p.Host != "") {
-		if p.Host == "" {
-			bad("host", "is required (or set dial_command)")
-		} else if strings.ContainsAny(p.Host, " \t\n'\"") || strings.HasPrefix(p.Host, "-") {
-			bad("host", "not a host name or address: %q", p.Host)
+	// After a syntax error, a key missing may just be past it: only what
+	// is there is judged.
+	required := !dialing && doc.Complete()
+	switch {
+	case dialing:
+		if len(p.DialCommand) > 0 && p.DialCommand[0] == "" {
+			bad("dial_command", "the first element (the program) is empty")
 		}
-		if p.User == "" {
-			bad("user", "is required (or set dial_command)")
-		} else if strings.HasPrefix(p.User, "-") || strings.ContainsAny(p.User, " \t\n@:") {
-			bad("user", "not a user name: %q", p.User)
-		}
-		if p.IdentityFile == "" && p.AgentSocket == "" && doc.Complete() {
-			bad("identity_file", "is required unless agent_socket is set")
-		}
-	} else if len(p.DialCommand) > 0 && p.DialCommand[0] == "" {
-		bad("dial_command", "the first element (the program) is empty")
+	case p.Host == "" && required:
+		bad("host", "is required (or set dial_command)")
+	case p.Host != "" && (strings.ContainsAny(p.Host, " \t\n'\"") || strings.HasPrefix(p.Host, "-")):
+		bad("host", "not a host name or address: %q", p.Host)
+	}
+	switch {
+	case dialing:
+	case p.User == "" && required:
+		bad("user", "is required (or set dial_command)")
+	case p.User != "" && (strings.HasPrefix(p.User, "-") || strings.ContainsAny(p.User, " \t\n@:")):
+		bad("user", "not a user name: %q", p.User)
+	}
+	if required && p.IdentityFile == "" && p.AgentSocket == "" {
+		bad("identity_file", "is required unless agent_socket is set")
 	}
 	if p.Port < 1 || p.Port > 65535 {
 		bad("port", "must be 1..65535, not %d", p.Port)
