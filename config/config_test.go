@@ -125,8 +125,8 @@ func TestBadInput(t *testing.T) {
 		{"int past int32", "[profile.h]\ndial_command = [\"x\"]\nmtu = 9999999999\n", []string{"r.toml:3: profile.h.mtu: 9999999999 is out of range"}},
 		{"deep arrays", "[daemon]\nsources = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n", []string{"r.toml:2: arrays and inline tables nested more than 64 deep"}},
 		{"deep tables", "[daemon]\nsources = " + strings.Repeat("{a=", 10000) + "1" + strings.Repeat("}", 10000) + "\n", []string{"r.toml:2: arrays and inline tables nested more than 64 deep"}},
-		{"too deep for the parser", "x = " + strings.Repeat("[", 20000) + "\n", []string{"r.toml:1: arrays and inline tables are nested more than the maximum of 10000 levels deep"}},
-		{"syntax error after a profile", "[profile.h]\nhost = \"h\"\n[profile.h2\nuser = \"u\"\n", []string{"r.toml:3: expected ']' to close table name"}},
+		{"too deep for the parser", "x = " + strings.Repeat("[", 20000) + "\n", []string{"r.toml:1: syntax error: arrays and inline tables are nested more than the maximum of 10000 levels deep"}},
+		{"syntax error after a profile", "[profile.h]\nhost = \"h\"\n[profile.h2\nuser = \"u\"\n", []string{"r.toml:3: syntax error: expected ']' to close table name"}},
 		{"key twice", "[daemon]\ndns = \"file\"\ndns = \"auto\"\n", []string{"r.toml:3: dns is defined twice: first on line 2"}},
 		{"multi-line string then a bad key", "[profile.h]\nremote_command = \"\"\"\npppd\nnotty\"\"\"\ndial_command = [\"x\"]\nmtux = 1\n", []string{`r.toml:6: unknown key "profile.h.mtux" (did you mean "mtu"?)`}},
 	} {

@@ -87,7 +87,7 @@ func build(data []byte) (root *node, sem []semErr, syntax *semErr) {
 		b.expr(b.p.Expression())
 	}
 	if err := b.p.Error(); err != nil {
-		syntax = &semErr{line: 1, msg: err.Error()}
+		syntax = &semErr{line: 1, msg: "syntax error: " + err.Error()}
 		var pe *unstable.ParserError
 		if errors.As(err, &pe) {
 			syntax.line = b.lineAtOffset(cap(data) - cap(pe.Highlight))
