@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 
 // DefaultPath is where the daemon and every subcommand look for the config.
 const DefaultPath = "/etc/roamtun/roamtun.toml"
+
+// DefaultPolicyDir is policy_dir when the config does not set it.
+const DefaultPolicyDir = "/etc/roamtun/networks.d"
 
 // DNS backends.
 const (
@@ -43,6 +47,8 @@ type Config struct {
 	Path     string
 	Daemon   Daemon
 	Profiles map[string]*Profile
+
+	doc *tomlfile.Doc // where each key was written, for Check's messages
 }
 
 // Daemon is the [daemon] table.
@@ -81,6 +87,9 @@ type Profile struct {
 	IPv6          string
 	Lockdown      bool
 	HooksDir      string
+	// Addresses, when set, pin the server's addresses outright instead of
+	// resolving Host (which still names it in known_hosts).
+	Addresses []netip.Addr
 }
 
 // Profile returns the named profile or an error listing the known ones.
@@ -134,9 +143,11 @@ type rawProfile struct {
 	IPv6          *string  `toml:"ipv6"`
 	Lockdown      *bool    `toml:"lockdown"`
 	HooksDir      *string  `toml:"hooks_dir"`
+	Addresses     []string `toml:"addresses"`
 }
 
-// Load reads and validates the config file at path.
+// Load reads and validates the config file at path. It only reads that
+// file: whether the files it names exist is for Check.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -148,39 +159,39 @@ func Load(path string) (*Config, error) {
 // Parse validates config text that was read from path. All problems are
 // reported at once, one "FILE:LINE: ..." per line (a tomlfile.Errors).
 func Parse(path string, data []byte) (*Config, error) {
-	var raw rawConfig
-	doc, err := tomlfile.Decode(path, data, &raw)
-	if err != nil {
+	c, doc := parse(path, data)
+	if err := doc.Err(); err != nil {
 		return nil, err
 	}
-	var errs tomlfile.Errors
-	c := &Config{Path: path, Profiles: map[string]*Profile{}}
-	c.Daemon = raw.Daemon.validate(doc, &errs)
+	return c, nil
+}
+
+// Inspect is Parse for `roamtun check`: it returns the configuration as far
+// as it could be read (defaults in place of bad values, no profile for a
+// table too broken to use), whatever was wrong, with every problem.
+// complete is false when a syntax error cut the file short, so that keys
+// after it (a profile, say) may be missing from the result.
+func Inspect(path string, data []byte) (c *Config, problems []*tomlfile.Problem, complete bool) {
+	c, doc := parse(path, data)
+	return c, doc.Problems(), doc.Complete()
+}
+
+func parse(path string, data []byte) (*Config, *tomlfile.Doc) {
+	var raw rawConfig
+	doc, _ := tomlfile.Decode(path, data, &raw)
+	c := &Config{Path: path, Profiles: map[string]*Profile{}, doc: doc}
+	c.Daemon = raw.Daemon.validate(doc)
 	names := make([]string, 0, len(raw.Profile))
 	for n := range raw.Profile {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if p := raw.Profile[n].validate(doc, n, &errs); p != nil {
+		if p := raw.Profile[n].validate(doc, n); p != nil {
 			c.Profiles[n] = p
 		}
 	}
-	if len(errs) > 0 {
-		sort.SliceStable(errs, func(i, j int) bool { return lineOf(errs[i]) < lineOf(errs[j]) })
-		return nil, errs
-	}
-	return c, nil
-}
-
-// lineOf extracts the line number from "FILE:LINE: ..." for sorting.
-func lineOf(err error) int {
-	var line int
-	s := err.Error()
-	if i := strings.Index(s, ":"); i >= 0 {
-		fmt.Sscanf(s[i+1:], "%d", &line)
-	}
-	return line
+	return c, doc
 }
 
 func or[T any](p *T, def T) T {
@@ -190,9 +201,15 @@ func or[T any](p *T, def T) T {
 	return *p
 }
 
-func (r rawDaemon) validate(doc *tomlfile.Doc, errs *tomlfile.Errors) Daemon {
+// badKey reports a problem with the value of key (a path such as "daemon",
+// "dns"), prefixed with the key's dotted name.
+func badKey(doc *tomlfile.Doc, key []string, format string, args ...any) {
+	doc.Errorf(key, "%s: %s", doc.Name(key), fmt.Sprintf(format, args...))
+}
+
+func (r rawDaemon) validate(doc *tomlfile.Doc) Daemon {
 	d := Daemon{
-		PolicyDir:   or(r.PolicyDir, "/etc/roamtun/networks.d"),
+		PolicyDir:   or(r.PolicyDir, DefaultPolicyDir),
 		StateDir:    or(r.StateDir, "/var/lib/roamtun"),
 		Socket:      or(r.Socket, "/run/roamtun/roamtun.sock"),
 		SocketGroup: or(r.SocketGroup, "roamtun"),
@@ -202,26 +219,26 @@ func (r rawDaemon) validate(doc *tomlfile.Doc, errs *tomlfile.Errors) Daemon {
 	if r.Sources == nil {
 		d.Sources = slices.Clone(knownSources)
 	}
-	key := func(k string) []string { return []string{"daemon", k} }
+	key := func(k ...string) []string { return append([]string{"daemon"}, k...) }
 	pw, err := time.ParseDuration(or(r.PortalWindow, "5m"))
 	switch {
 	case err != nil:
-		*errs = append(*errs, doc.Errorf(key("portal_window"), "not a duration (e.g. \"5m\"): %q", *r.PortalWindow))
+		badKey(doc, key("portal_window"), "not a duration (e.g. \"5m\"): %q", *r.PortalWindow)
 	case pw < 0 || pw > 24*time.Hour:
-		*errs = append(*errs, doc.Errorf(key("portal_window"), "must be between 0 and 24h, not %s", pw))
+		badKey(doc, key("portal_window"), "must be between 0 and 24h, not %s", pw)
 	}
 	d.PortalWindow = pw
-	for k, v := range map[string]string{"policy_dir": d.PolicyDir, "state_dir": d.StateDir, "socket": d.Socket} {
-		if !filepath.IsAbs(v) {
-			*errs = append(*errs, doc.Errorf(key(k), "must be an absolute path, not %q", v))
+	for _, f := range []struct{ k, v string }{{"policy_dir", d.PolicyDir}, {"state_dir", d.StateDir}, {"socket", d.Socket}} {
+		if !filepath.IsAbs(f.v) {
+			badKey(doc, key(f.k), "must be an absolute path, not %q", f.v)
 		}
 	}
 	if !slices.Contains([]string{DNSAuto, DNSResolved, DNSResolvconf, DNSFile}, d.DNS) {
-		*errs = append(*errs, doc.Errorf(key("dns"), "must be one of auto, resolved, resolvconf, file; not %q", d.DNS))
+		badKey(doc, key("dns"), "must be one of auto, resolved, resolvconf, file; not %q", d.DNS)
 	}
-	for _, s := range d.Sources {
+	for i, s := range d.Sources {
 		if !slices.Contains(knownSources, s) {
-			*errs = append(*errs, doc.Errorf(key("sources"), "unknown source %q (known: %s)", s, strings.Join(knownSources, ", ")))
+			doc.Errorf(key("sources", strconv.Itoa(i)), "daemon.sources: unknown source %q (known: %s)", s, strings.Join(knownSources, ", "))
 		}
 	}
 	return d
@@ -229,7 +246,7 @@ func (r rawDaemon) validate(doc *tomlfile.Doc, errs *tomlfile.Errors) Daemon {
 
 var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
-func (r *rawProfile) validate(doc *tomlfile.Doc, name string, errs *tomlfile.Errors) *Profile {
+func (r *rawProfile) validate(doc *tomlfile.Doc, name string) *Profile {
 	if r == nil {
 		return nil
 	}
@@ -255,7 +272,7 @@ func (r *rawProfile) validate(doc *tomlfile.Doc, name string, errs *tomlfile.Err
 		HooksDir:      or(r.HooksDir, "/etc/roamtun/hooks.d"),
 	}
 	bad := func(k, format string, args ...any) {
-		*errs = append(*errs, doc.Errorf([]string{"profile", name, k}, format, args...))
+		badKey(doc, []string{"profile", name, k}, format, args...)
 	}
 	ka, err := time.ParseDuration(or(r.Keepalive, "1s"))
 	switch {
@@ -265,22 +282,31 @@ func (r *rawProfile) validate(doc *tomlfile.Doc, name string, errs *tomlfile.Err
 		bad("keepalive", "must be between 100ms and 10m, not %s", ka)
 	}
 	p.Keepalive = ka
-	if len(p.DialCommand) == 0 {
-		if p.Host == "" {
-			bad("host", "is required (or set dial_command)")
-		} else if strings.ContainsAny(p.Host, " \t\n'\"") || strings.HasPrefix(p.Host, "-") {
-			bad("host", "not a host name or address: %q", p.Host)
+	// A dial_command written but rejected (its type, say) still means ssh is
+	// not used: do not ask for ssh's keys as well.
+	dialing := len(p.DialCommand) > 0 || doc.Has("profile", name, "dial_command")
+	// After a syntax error, a key missing may just be past it: only what
+	// is there is judged.
+	required := !dialing && doc.Complete()
+	switch {
+	case dialing:
+		if len(p.DialCommand) > 0 && p.DialCommand[0] == "" {
+			bad("dial_command", "the first element (the program) is empty")
 		}
-		if p.User == "" {
-			bad("user", "is required (or set dial_command)")
-		} else if strings.HasPrefix(p.User, "-") || strings.ContainsAny(p.User, " \t\n@:") {
-			bad("user", "not a user name: %q", p.User)
-		}
-		if p.IdentityFile == "" && p.AgentSocket == "" {
-			bad("identity_file", "is required unless agent_socket is set")
-		}
-	} else if p.DialCommand[0] == "" {
-		bad("dial_command", "the first element (the program) is empty")
+	case p.Host == "" && required:
+		bad("host", "is required (or set dial_command)")
+	case p.Host != "" && (strings.ContainsAny(p.Host, " \t\n'\"") || strings.HasPrefix(p.Host, "-")):
+		bad("host", "not a host name or address: %q", p.Host)
+	}
+	switch {
+	case dialing:
+	case p.User == "" && required:
+		bad("user", "is required (or set dial_command)")
+	case p.User != "" && (strings.HasPrefix(p.User, "-") || strings.ContainsAny(p.User, " \t\n@:")):
+		bad("user", "not a user name: %q", p.User)
+	}
+	if required && p.IdentityFile == "" && p.AgentSocket == "" {
+		bad("identity_file", "is required unless agent_socket is set")
 	}
 	if p.Port < 1 || p.Port > 65535 {
 		bad("port", "must be 1..65535, not %d", p.Port)
@@ -291,11 +317,12 @@ func (r *rawProfile) validate(doc *tomlfile.Doc, name string, errs *tomlfile.Err
 			bad(f.k, "must be an absolute path, not %q", f.v)
 		}
 	}
-	for _, o := range p.SSHOptions {
+	for i, o := range p.SSHOptions {
+		key := []string{"profile", name, "ssh_options", strconv.Itoa(i)}
 		if k, _, ok := strings.Cut(o, "="); !ok || k == "" || strings.ContainsAny(k, " \t") {
-			bad("ssh_options", "%q is not Key=Value (as for ssh -o)", o)
+			doc.Errorf(key, "profile.%s.ssh_options: %q is not Key=Value (as for ssh -o)", name, o)
 		} else if strings.EqualFold(k, "StrictHostKeyChecking") && !strings.EqualFold(strings.TrimPrefix(o, k+"="), "yes") {
-			bad("ssh_options", "%q: host keys are always pinned; StrictHostKeyChecking cannot be relaxed", o)
+			doc.Errorf(key, "profile.%s.ssh_options: %q: host keys are always pinned; StrictHostKeyChecking cannot be relaxed", name, o)
 		}
 	}
 	if !ifnameRE.MatchString(p.Interface) {
@@ -313,7 +340,32 @@ func (r *rawProfile) validate(doc *tomlfile.Doc, name string, errs *tomlfile.Err
 	if p.IPv6 != IPv6Block && p.IPv6 != IPv6Tunnel {
 		bad("ipv6", "must be \"block\" or \"tunnel\", not %q", p.IPv6)
 	}
+	p.Addresses = parseAddresses(doc, name, r.Addresses)
 	return p
+}
+
+// parseAddresses validates the addresses key: IP literals of a host (no
+// zones, networks, unspecified or multicast addresses).
+func parseAddresses(doc *tomlfile.Doc, profile string, list []string) []netip.Addr {
+	if list != nil && len(list) == 0 {
+		badKey(doc, []string{"profile", profile, "addresses"}, "empty list; leave it out to resolve host instead")
+	}
+	var out []netip.Addr
+	for i, s := range list {
+		key := []string{"profile", profile, "addresses", strconv.Itoa(i)}
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			doc.Errorf(key, "profile.%s.addresses: not an IP address: %q", profile, s)
+		case a.Zone() != "":
+			doc.Errorf(key, "profile.%s.addresses: %q: an address with a zone cannot be pinned", profile, s)
+		case a.IsUnspecified() || a.IsMulticast():
+			doc.Errorf(key, "profile.%s.addresses: %q is not a host's address", profile, s)
+		default:
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
 }
 
 // ParseAddr is netip.ParseAddr with an error that names what was expected.

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roamtun/roamtun/internal/tomlfile"
 )
 
 func TestParseGood(t *testing.T) {
@@ -66,4 +68,106 @@ func TestParseErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAddresses(t *testing.T) {
+	c, err := Parse("r.toml", []byte("[profile.h]\ndial_command = [\"x\"]\naddresses = [\"192.0.2.10\", \"2001:db8::10\", \"::ffff:192.0.2.11\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Profiles["h"].Addresses
+	if len(got) != 3 || got[0].String() != "192.0.2.10" || got[1].String() != "2001:db8::10" || got[2].String() != "192.0.2.11" {
+		t.Fatalf("addresses = %v", got)
+	}
+	c, _ = Parse("r.toml", []byte("[profile.h]\ndial_command = [\"x\"]\n"))
+	if c.Profiles["h"].Addresses != nil {
+		t.Fatalf("no addresses: %v", c.Profiles["h"].Addresses)
+	}
+	_, err = Parse("r.toml", []byte("[profile.h]\ndial_command = [\"x\"]\naddresses = [\n  \"192.0.2.10\",\n  \"vpn.example.net\",\n  \"10.0.0.0/8\",\n  \"0.0.0.0\",\n  \"ff02::1\",\n  \"fe80::1%eth0\",\n  7,\n]\n"))
+	want := []string{
+		`r.toml:5: profile.h.addresses: not an IP address: "vpn.example.net"`,
+		`r.toml:6: profile.h.addresses: not an IP address: "10.0.0.0/8"`,
+		`r.toml:7: profile.h.addresses: "0.0.0.0" is not a host's address`,
+		`r.toml:8: profile.h.addresses: "ff02::1" is not a host's address`,
+		`r.toml:9: profile.h.addresses: "fe80::1%eth0": an address with a zone cannot be pinned`,
+		`r.toml:10: profile.h.addresses: must be a string, not an integer`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Fatalf("error:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+	if _, err := Parse("r.toml", []byte("[profile.h]\ndial_command = [\"x\"]\naddresses = []\n")); err == nil || !strings.Contains(err.Error(), "r.toml:3: profile.h.addresses: empty list") {
+		t.Fatalf("empty: %v", err)
+	}
+}
+
+// TestBadInput: input of every wrong shape gets FILE:LINE errors, never a
+// panic, and each is reported once (no echo from a value already rejected).
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       []string // the whole list, in order
+	}{
+		{"profile = 5", "profile = 5\n", []string{"r.toml:1: profile: must be a table, not an integer (write it as [profile.NAME] or a {…} inline table)"}},
+		{"profile.x = 5", "[profile]\nx = 5\n", []string{"r.toml:2: profile.x: must be a table, not an integer (write it as [profile.x] or a {…} inline table)"}},
+		{"daemon = []", "daemon = []\n", []string{"r.toml:1: daemon: must be a table, not an array (write it as [daemon] or a {…} inline table)"}},
+		{"wrong types everywhere", "[daemon]\ndns = 1\nsources = \"x\"\nportal_window = 5\n[profile.h]\ndial_command = \"cat\"\nport = \"22\"\nmtu = 1.5\nrequire_chap = \"yes\"\nssh_options = [1, \"A=b\"]\n",
+			[]string{
+				"r.toml:2: daemon.dns: must be a string, not an integer",
+				"r.toml:3: daemon.sources: must be an array, not a string",
+				"r.toml:4: daemon.portal_window: must be a string, not an integer",
+				"r.toml:6: profile.h.dial_command: must be an array, not a string",
+				"r.toml:7: profile.h.port: must be an integer, not a string",
+				"r.toml:8: profile.h.mtu: must be an integer, not a float",
+				"r.toml:9: profile.h.require_chap: must be a boolean, not a string",
+				"r.toml:10: profile.h.ssh_options: must be a string, not an integer",
+			}},
+		{"huge int", "[profile.h]\ndial_command = [\"x\"]\nport = 99999999999999999999\n", []string{"r.toml:3: integer 99999999999999999999: out of range"}},
+		{"int past int32", "[profile.h]\ndial_command = [\"x\"]\nmtu = 9999999999\n", []string{"r.toml:3: profile.h.mtu: 9999999999 is out of range"}},
+		{"deep arrays", "[daemon]\nsources = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n", []string{"r.toml:2: arrays and inline tables nested more than 64 deep"}},
+		{"deep tables", "[daemon]\nsources = " + strings.Repeat("{a=", 10000) + "1" + strings.Repeat("}", 10000) + "\n", []string{"r.toml:2: arrays and inline tables nested more than 64 deep"}},
+		{"too deep for the parser", "x = " + strings.Repeat("[", 20000) + "\n", []string{"r.toml:1: syntax error: arrays and inline tables are nested more than the maximum of 10000 levels deep"}},
+		{"syntax error after a profile", "[profile.h]\nhost = \"h\"\n[profile.h2\nuser = \"u\"\n", []string{"r.toml:3: syntax error: expected ']' to close table name"}},
+		{"key twice", "[daemon]\ndns = \"file\"\ndns = \"auto\"\n", []string{"r.toml:3: dns is defined twice: first on line 2"}},
+		{"multi-line string then a bad key", "[profile.h]\nremote_command = \"\"\"\npppd\nnotty\"\"\"\ndial_command = [\"x\"]\nmtux = 1\n", []string{`r.toml:6: unknown key "profile.h.mtux" (did you mean "mtu"?)`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("r.toml", []byte(tc.text))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := err.Error(); got != strings.Join(tc.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", got, strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+	c, err := Parse("r.toml", nil)
+	if err != nil || len(c.Profiles) != 0 {
+		t.Fatalf("empty config: %v %+v", err, c)
+	}
+	if p := Check(c); len(p) == 0 || !strings.HasPrefix(p[0].Error(), "r.toml:1: no [profile.NAME] table") {
+		t.Fatalf("empty config, Check: %v", p)
+	}
+}
+
+// FuzzParse: any input gives a config or errors that each name the file and
+// a line; never a panic.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("[daemon]\ndns = \"file\"\n[profile.h]\nhost = \"h\"\nuser = \"u\"\nidentity_file = \"/k\"\naddresses = [\"192.0.2.1\"]\n"))
+	f.Add([]byte("profile = 5\n"))
+	f.Add([]byte("[profile.x]\ndial_command = [\"cat\"]\nkeepalive = \"soon\"\nssh_options = [\"a\"]\n"))
+	f.Add([]byte("a = [[{b = 1}]]\n[a.b]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.toml", data)
+		if err == nil {
+			if c == nil {
+				t.Fatal("nil config without error")
+			}
+			return
+		}
+		for _, e := range err.(tomlfile.Errors) {
+			if !strings.HasPrefix(e.Error(), "fuzz.toml:") || e.(*tomlfile.Problem).Line < 1 {
+				t.Fatalf("error without FILE:LINE: %q", e)
+			}
+		}
+	})
 }

@@ -100,29 +100,17 @@ func (p *Policy) verify(ctx context.Context, r *Rule, v Verifier) string {
 // match checks everything but verify, without allocating on a miss that
 // happens before the SSID test (the common case with many rules).
 func (r *Rule) match(n *watcher.Network) miss {
-	switch r.Interface {
-	case "wifi":
-		if n.Kind != watcher.KindWifi {
+	if !r.interfaceOK(n) {
+		if r.Interface == "wifi" {
 			return miss{why: "not wifi"}
 		}
-	case "ethernet":
-		if n.Kind != watcher.KindEthernet {
-			return miss{why: "not ethernet"}
-		}
+		return miss{why: "not ethernet"}
 	}
 	if r.HasSSID && !ssidMatch(r, n.SSID) {
 		return miss{why: "ssid"}
 	}
-	if !r.securityOK(n.Security) {
-		want := "wpa2, wpa3 or 8021x (trust rules without security never match open, WEP or unprotected networks)"
-		if len(r.Security) > 0 {
-			s := make([]string, len(r.Security))
-			for i, k := range r.Security {
-				s[i] = securityName(k)
-			}
-			want = strings.Join(s, ", ")
-		}
-		return miss{why: fmt.Sprintf("security is %s, rule wants %s", securityName(n.Security), want), nearSSID: true}
+	if !r.securityOK(n) {
+		return miss{why: r.securityMiss(n), nearSSID: true}
 	}
 	if len(r.BSSID) > 0 && !globAny(r.BSSID, strings.ToLower(n.BSSID)) {
 		return miss{why: fmt.Sprintf("BSSID %s is not pinned (%s): possibly an evil twin", orNone(n.BSSID), strings.Join(r.BSSID, ", ")), nearSSID: true}
@@ -131,6 +119,21 @@ func (r *Rule) match(n *watcher.Network) miss {
 		return miss{why: fmt.Sprintf("gateway MAC %s is not pinned (%s)", orNone(n.GatewayMAC), strings.Join(r.GatewayMAC, ", ")), nearSSID: true}
 	}
 	return miss{}
+}
+
+// securityMiss says why n's security does not satisfy r.
+func (r *Rule) securityMiss(n *watcher.Network) string {
+	want := "wpa2, wpa3 or 8021x (trust rules without security never match open, WEP or unprotected networks)"
+	if len(r.Security) > 0 {
+		s := make([]string, len(r.Security))
+		for i, k := range r.Security {
+			s[i] = securityName(k)
+		}
+		want = strings.Join(s, ", ")
+	} else if n.Kind == watcher.KindEthernet && n.Security == watcher.SecurityNone {
+		want = "wpa2, wpa3 or 8021x (an unprotected wired network is trusted only by an interface = \"ethernet\" rule that pins its gateway_mac)"
+	}
+	return fmt.Sprintf("security is %s, rule wants %s", securityName(n.Security), want)
 }
 
 func orNone(s string) string {
@@ -148,12 +151,20 @@ func ssidMatch(r *Rule, ssid string) bool {
 	return ok
 }
 
-func (r *Rule) securityOK(s watcher.Security) bool {
+// securityOK: an explicit security list is taken as written; without one,
+// a trust rule wants a protected link (secureKinds), or a wired one with no
+// link security when it is an ethernet rule pinned to the gateway's MAC: on
+// a wired network that pin is the protection (#11).
+func (r *Rule) securityOK(n *watcher.Network) bool {
 	if len(r.Security) > 0 {
-		return slices.Contains(r.Security, s)
+		return slices.Contains(r.Security, n.Security)
 	}
-	return r.Action != ActionTrust || slices.Contains(secureKinds, s)
+	return r.Action != ActionTrust || slices.Contains(secureKinds, n.Security) ||
+		r.wiredPinned() && n.Kind == watcher.KindEthernet && n.Security == watcher.SecurityNone
 }
+
+// wiredPinned: a rule for wired networks that pins the gateway's MAC.
+func (r *Rule) wiredPinned() bool { return r.Interface == "ethernet" && len(r.GatewayMAC) > 0 }
 
 func globAny(globs []string, s string) bool {
 	if s == "" {
@@ -176,13 +187,18 @@ func (r *Rule) matched(n *watcher.Network) string {
 	if r.HasSSID {
 		p = append(p, "ssid "+quoteSSID(n.SSID))
 	}
-	if len(r.Security) > 0 || r.Action == ActionTrust {
+	wired := len(r.Security) == 0 && r.Action == ActionTrust && r.wiredPinned() && n.Security == watcher.SecurityNone
+	if (len(r.Security) > 0 || r.Action == ActionTrust) && !wired {
 		p = append(p, "security "+securityName(n.Security))
 	}
 	if len(r.BSSID) > 0 {
 		p = append(p, "bssid "+n.BSSID+" pinned")
 	}
-	if len(r.GatewayMAC) > 0 {
+	switch {
+	case wired:
+		p = append(p, "wired network pinned by its gateway MAC "+n.GatewayMAC+
+			" (no link security: the pin is what it is trusted by)")
+	case len(r.GatewayMAC) > 0:
 		p = append(p, "gateway_mac "+n.GatewayMAC+" pinned")
 	}
 	if r.Verify != "" {

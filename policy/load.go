@@ -84,30 +84,15 @@ type File struct {
 }
 
 // Parse validates files in the order given (Load passes them in name order).
+// Every problem in every file is reported, each as "FILE:LINE: message", in
+// a tomlfile.Errors.
 func Parse(files []File, profiles Profiles) (*Policy, error) {
-	p := &Policy{hosts: profiles}
+	p, docs := parse(files, profiles)
 	var errs tomlfile.Errors
-	for _, f := range files {
-		p.Files = append(p.Files, f.Path)
-		var raw rawFile
-		doc, err := tomlfile.Decode(f.Path, f.Data, &raw)
-		if err != nil {
-			errs = append(errs, withLine(f.Path, err)...)
-			if doc == nil {
-				continue
-			}
+	for _, d := range docs {
+		if err := d.Err(); err != nil {
+			errs = append(errs, err.(tomlfile.Errors)...)
 		}
-		for i := range raw.Rule {
-			if r, ok := raw.Rule[i].validate(doc, i, profiles, &errs); ok {
-				p.Rules = append(p.Rules, r)
-			}
-		}
-		if raw.Default != nil {
-			p.setDefault(doc, raw.Default, profiles, &errs)
-		}
-	}
-	if p.Default.Action == "" {
-		p.Default = Default{Action: ActionTunnel, Profile: onlyProfile(profiles)}
 	}
 	if err := errs.Err(); err != nil {
 		return nil, err
@@ -115,36 +100,72 @@ func Parse(files []File, profiles Profiles) (*Policy, error) {
 	return p, nil
 }
 
-// withLine makes sure each decode error names a line: the rare whole-file
-// errors tomlfile reports without one are pinned to line 1.
-func withLine(file string, err error) []error {
-	list, ok := err.(tomlfile.Errors)
-	if !ok {
-		list = tomlfile.Errors{err}
+// Inspect is Parse for `roamtun check`: it returns the policy as far as it
+// could be read (the rules without errors), and every problem: the errors
+// Parse reports and warnings about rules that are legal but almost surely
+// not what was meant (see Lint), in file and line order.
+func Inspect(files []File, profiles Profiles) (*Policy, []*tomlfile.Problem) {
+	p, docs := parse(files, profiles)
+	var out []*tomlfile.Problem
+	for _, d := range docs {
+		out = append(out, d.Problems()...)
 	}
-	out := make([]error, 0, len(list))
-	for _, e := range list {
-		if hasLine(file, e) {
-			out = append(out, e)
-			continue
-		}
-		msg := strings.TrimPrefix(e.Error(), file+": ")
-		out = append(out, fmt.Errorf("%s:1: %s", file, msg))
-	}
-	return out
+	out = append(out, p.Lint()...)
+	tomlfile.Sort(out, p.Files)
+	return p, out
 }
 
-func hasLine(file string, e error) bool {
-	rest, ok := strings.CutPrefix(e.Error(), file+":")
-	if !ok {
-		return false
+// InspectDir is Inspect of dir/*.toml, read as Load reads them. A file that
+// cannot be read is a problem of its own; a missing dir has no files.
+func InspectDir(dir string, profiles Profiles) (*Policy, []*tomlfile.Problem) {
+	names, err := policyFiles(dir)
+	if err != nil {
+		return &Policy{hosts: profiles, Default: builtinDefault(profiles)},
+			[]*tomlfile.Problem{{File: dir, Severity: tomlfile.SeverityError, Message: err.Error()}}
 	}
-	i := strings.IndexByte(rest, ':')
-	if i <= 0 {
-		return false
+	var (
+		files []File
+		bad   []*tomlfile.Problem
+	)
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			bad = append(bad, &tomlfile.Problem{File: n, Severity: tomlfile.SeverityError, Message: fmt.Sprintf("reading policy: %v", err)})
+			continue
+		}
+		files = append(files, File{Path: n, Data: data})
 	}
-	n, err := strconv.Atoi(rest[:i])
-	return err == nil && n > 0
+	p, problems := Inspect(files, profiles)
+	return p, append(bad, problems...)
+}
+
+// parse validates every file, keeping the rules without errors; each
+// file's problems are in its Doc.
+func parse(files []File, profiles Profiles) (*Policy, []*tomlfile.Doc) {
+	p := &Policy{hosts: profiles}
+	docs := make([]*tomlfile.Doc, 0, len(files))
+	for _, f := range files {
+		p.Files = append(p.Files, f.Path)
+		var raw rawFile
+		doc, _ := tomlfile.Decode(f.Path, f.Data, &raw)
+		docs = append(docs, doc)
+		for i := range raw.Rule {
+			if r, ok := raw.Rule[i].validate(doc, i, profiles); ok {
+				p.Rules = append(p.Rules, r)
+			}
+		}
+		if raw.Default != nil {
+			p.setDefault(doc, raw.Default, profiles)
+		}
+	}
+	if p.Default.Action == "" {
+		p.Default = builtinDefault(profiles)
+	}
+	return p, docs
+}
+
+func builtinDefault(profiles Profiles) Default {
+	return Default{Action: ActionTunnel, Profile: onlyProfile(profiles)}
 }
 
 func onlyProfile(p Profiles) string {
@@ -157,15 +178,15 @@ func onlyProfile(p Profiles) string {
 	return ""
 }
 
-func (p *Policy) setDefault(doc *tomlfile.Doc, d *rawDefault, profiles Profiles, errs *tomlfile.Errors) {
+func (p *Policy) setDefault(doc *tomlfile.Doc, d *rawDefault, profiles Profiles) {
 	errAt := func(k string, format string, args ...any) {
-		*errs = append(*errs, errorAt(doc, -1, []string{"default", k}, format, args...))
+		doc.Errorf([]string{"default", k}, "%s: %s", k, fmt.Sprintf(format, args...))
 	}
 	if p.Default.File != "" {
-		errAt("", "second [default]; the first is at %s:%d", p.Default.File, p.Default.Line)
+		doc.Errorf([]string{"default"}, "second [default]; the first is at %s:%d", p.Default.File, p.Default.Line)
 		return
 	}
-	def := Default{Action: ActionTunnel, File: doc.Path, Line: max(doc.Line("default"), 1)}
+	def := Default{Action: ActionTunnel, File: doc.Path, Line: doc.Line("default")}
 	if d.Action != nil {
 		a, ok := parseAction(*d.Action)
 		if !ok {
@@ -186,21 +207,6 @@ func (p *Policy) setDefault(doc *tomlfile.Doc, d *rawDefault, profiles Profiles,
 
 func hasProfile(p Profiles, name string) bool { _, ok := p[name]; return ok }
 
-// errorAt names the line of key in the n-th [[rule]] (n < 0: a plain table),
-// falling back to the table's header so that every error has a line.
-func errorAt(doc *tomlfile.Doc, n int, key []string, format string, args ...any) error {
-	k := slices.DeleteFunc(slices.Clone(key), func(s string) bool { return s == "" })
-	line := doc.LineN(n, k...)
-	if line == 0 {
-		line = doc.LineN(n, k[0])
-	}
-	msg := fmt.Sprintf(format, args...)
-	if len(k) > 1 {
-		msg = k[len(k)-1] + ": " + msg
-	}
-	return fmt.Errorf("%s:%d: %s", doc.Path, max(line, 1), msg)
-}
-
 func parseAction(s string) (Action, bool) {
 	switch a := Action(s); a {
 	case ActionTrust, ActionTunnel, ActionBlock:
@@ -209,12 +215,19 @@ func parseAction(s string) (Action, bool) {
 	return "", false
 }
 
-func (raw *rawRule) validate(doc *tomlfile.Doc, i int, profiles Profiles, errs *tomlfile.Errors) (Rule, bool) {
-	n0 := len(*errs)
+func (raw *rawRule) validate(doc *tomlfile.Doc, i int, profiles Profiles) (Rule, bool) {
+	idx := strconv.Itoa(i)
+	ok := true
 	errAt := func(k string, format string, args ...any) {
-		*errs = append(*errs, errorAt(doc, i, []string{"rule", k}, format, args...))
+		ok = false
+		doc.Errorf([]string{"rule", idx, k}, "%s: %s", k, fmt.Sprintf(format, args...))
 	}
-	r := Rule{File: doc.Path, Line: max(doc.LineN(i, "rule"), 1), Interface: "any"}
+	// errAtN is errAt for the n-th element of a list.
+	errAtN := func(k string, n int, format string, args ...any) {
+		ok = false
+		doc.Errorf([]string{"rule", idx, k, strconv.Itoa(n)}, "%s: %s", k, fmt.Sprintf(format, args...))
+	}
+	r := Rule{File: doc.Path, Line: doc.Line("rule", idx), Interface: "any"}
 	r.Name = fmt.Sprintf("#%d", i+1)
 	if raw.Name != nil {
 		r.Name = *raw.Name
@@ -229,12 +242,12 @@ func (raw *rawRule) validate(doc *tomlfile.Doc, i int, profiles Profiles, errs *
 		}
 	}
 	raw.validateSSID(&r, errAt)
-	r.BSSID = macGlobs(raw.BSSID, "bssid", errAt)
-	r.GatewayMAC = macGlobs(raw.GatewayMAC, "gateway_mac", errAt)
-	for _, s := range raw.Security {
-		k, ok := knownKinds[strings.ToLower(s)]
-		if !ok {
-			errAt("security", "unknown security kind %q (known: none, open, wep, wpa, wpa2, wpa3, 8021x)", s)
+	r.BSSID = macGlobs(raw.BSSID, "bssid", errAt, errAtN)
+	r.GatewayMAC = macGlobs(raw.GatewayMAC, "gateway_mac", errAt, errAtN)
+	for n, s := range raw.Security {
+		k, known := knownKinds[strings.ToLower(s)]
+		if !known {
+			errAtN("security", n, "unknown security kind %q (known: none, open, wep, wpa, wpa2, wpa3, 8021x)", s)
 		}
 		r.Security = append(r.Security, k)
 	}
@@ -242,7 +255,10 @@ func (raw *rawRule) validate(doc *tomlfile.Doc, i int, profiles Profiles, errs *
 		errAt("security", "empty list matches nothing; leave it out instead")
 	}
 	if raw.Action == nil {
-		errAt("action", "missing (trust, tunnel or block)")
+		if doc.Complete() {
+			errAt("action", "missing (trust, tunnel or block)")
+		}
+		ok = false
 	} else if a, ok := parseAction(*raw.Action); !ok {
 		errAt("action", "must be trust, tunnel or block, not %q", *raw.Action)
 	} else {
@@ -262,7 +278,12 @@ func (raw *rawRule) validate(doc *tomlfile.Doc, i int, profiles Profiles, errs *
 			errAt("verify", "only a trust rule can be verified")
 		}
 	}
-	return r, len(*errs) == n0
+	// A key of this rule with the wrong type or an unknown one: what is left
+	// of the rule is not what was meant (and would match more).
+	if doc.Reported("rule", idx) {
+		ok = false
+	}
+	return r, ok
 }
 
 func (raw *rawRule) validateSSID(r *Rule, errAt func(string, string, ...any)) {
@@ -292,9 +313,9 @@ var macPartRE = regexp.MustCompile(`^([0-9a-f?]{2}|[0-9a-f?]?\*|\*[0-9a-f?]?)$`)
 // macGlobs validates MAC globs such as "aa:bb:cc:dd:ee:*" (lower-cased).
 // Six colon-separated octets of hex digits, ? and *; fewer octets only when
 // the last is "*" (which then matches the rest: path.Match's * spans colons).
-func macGlobs(list []string, key string, errAt func(string, string, ...any)) []string {
+func macGlobs(list []string, key string, errAt func(string, string, ...any), errAtN func(string, int, string, ...any)) []string {
 	out := make([]string, 0, len(list))
-	for _, g := range list {
+	for n, g := range list {
 		g = strings.ToLower(g)
 		parts := strings.Split(g, ":")
 		ok := len(parts) == 6 || len(parts) < 6 && parts[len(parts)-1] == "*"
@@ -302,7 +323,7 @@ func macGlobs(list []string, key string, errAt func(string, string, ...any)) []s
 			ok = ok && macPartRE.MatchString(p)
 		}
 		if _, err := path.Match(g, ""); !ok || err != nil {
-			errAt(key, "bad MAC address glob %q (want e.g. aa:bb:cc:dd:ee:ff or aa:bb:cc:*)", g)
+			errAtN(key, n, "bad MAC address glob %q (want e.g. aa:bb:cc:dd:ee:ff or aa:bb:cc:*)", g)
 			continue
 		}
 		out = append(out, g)

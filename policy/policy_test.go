@@ -205,7 +205,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad glob", "[[rule]]\nssid = \"[a\"\naction = \"tunnel\"\n", `a.toml:2: ssid: bad glob`},
 		{"second rule error line", "[[rule]]\nssid = \"a\"\naction = \"trust\"\n\n[[rule]]\nssid = \"b\"\naction = \"nah\"\n", `a.toml:7: action`},
 		{"ssid and hex", "[[rule]]\nssid = \"a\"\nssid_hex = \"61\"\naction = \"trust\"\n", `a.toml:3: ssid_hex: give ssid or ssid_hex`},
-		{"syntax", "[[rule]\n", "a.toml:2: "},
+		{"syntax", "[[rule]\n", "a.toml:1: syntax error: expected ']]'"},
 		{"type", "[[rule]]\nssid = 5\naction = \"trust\"\n", "a.toml:2: "},
 	}
 	for _, tt := range tests {

@@ -44,3 +44,28 @@ func TestExplain(t *testing.T) {
 		t.Errorf("text: exit %d, %q", code, out)
 	}
 }
+
+// TestExplainWired: a wired network with no link security is trusted by an
+// ethernet rule pinned to its gateway's MAC, and explain says so.
+func TestExplainWired(t *testing.T) {
+	const wired = "[[rule]]\nname = \"office\"\ninterface = \"ethernet\"\ngateway_mac = [\"00:11:22:33:44:55\"]\naction = \"trust\"\n"
+	cfg, _ := policySetup(t, map[string]string{"10-home.toml": cliHome, "20-wired.toml": wired})
+	for _, tt := range []struct {
+		args           []string
+		action, reason string
+	}{
+		{[]string{"--gateway-mac", "00:11:22:33:44:55"}, "trust", `rule "office" (`},
+		{[]string{"--gateway-mac", "00:11:22:33:44:55"}, "trust", "wired network pinned by its gateway MAC 00:11:22:33:44:55"},
+		{[]string{"--gateway-mac", "66:66:66:66:66:66"}, "tunnel", "gateway MAC 66:66:66:66:66:66 is not pinned"},
+		{nil, "tunnel", "gateway MAC (unknown) is not pinned"},
+	} {
+		code, out, stderr := runCLI(t, append([]string{"explain", "--json", "--config", cfg, "--interface", "ethernet"}, tt.args...)...)
+		var m map[string]string
+		if code != 0 || json.Unmarshal([]byte(out), &m) != nil {
+			t.Fatalf("%q: exit %d, %q %q", tt.args, code, out, stderr)
+		}
+		if m["action"] != tt.action || !strings.Contains(m["reason"], tt.reason) {
+			t.Errorf("%q: %v", tt.args, m)
+		}
+	}
+}
