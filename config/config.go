@@ -68,7 +68,6 @@ type Daemon struct {
 type Profile struct {
 	Name          string
 	Host          string
-	Addresses     []netip.Addr // pinned server addresses: dialed instead of resolving Host
 	Port          int
 	User          string
 	IdentityFile  string

@@ -15,7 +15,8 @@ import (
 // address for the server's name (a café's DNS) does not keep the tunnel
 // down: an address where the pinned host key once answered is remembered
 // in state_dir and tried first, and a remembered address that no longer
-// answers gives way to the next candidate on the next attempt.
+// answers gives way to the next candidate on the next attempt; addresses
+// pinned in the profile are dialed whatever DNS says.
 func TestPoisonedServerName(t *testing.T) {
 	s := startSSHLab(t, "")
 	const name = "vpn.roamtun.test"
@@ -58,5 +59,13 @@ func TestPoisonedServerName(t *testing.T) {
 	resolve(lab.HomeIP)
 	if e := session("stale memory"); !strings.Contains(e, "trying another address") {
 		t.Errorf("no second candidate was tried:\n%s", e)
+	}
+	// Addresses pinned in the profile: neither DNS nor memory is asked.
+	os.Remove(book)
+	resolve(lab.CafeLaptopIP)
+	cfg, _ = os.ReadFile(s.cfg)
+	os.WriteFile(s.cfg, append(cfg, []byte("addresses = [\""+lab.HomeIP+"\"]\n")...), 0o644)
+	if e := session("pinned addresses"); strings.Contains(e, "trying another address") {
+		t.Errorf("a pinned profile tried another address:\n%s", e)
 	}
 }
