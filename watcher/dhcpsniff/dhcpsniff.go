@@ -9,9 +9,17 @@
 // the client chose) and, once the address is configured, names that
 // address; the first such ACK of a transaction wins and a conflicting one
 // is logged as suspicious and ignored.
+//
+// A REQUEST is this host's client's only when it leaves from UDP port 68
+// (which only a privileged process can bind: any local user can send UDP
+// to port 67, and must not be able to reset the transaction) with the
+// interface's own MAC as both the frame's source and the client hardware
+// address. Those checks come before any netlink lookup, and what a lookup
+// learns is cached: frames on the wire cannot make the daemon work.
 package dhcpsniff
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -19,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -36,9 +45,24 @@ type Source struct {
 	Netns *netns.NsHandle // the namespace to watch (tests); default ours
 	Log   *slog.Logger
 
+	// lookup reads an interface's name, MAC and IPv4 addresses (netlink;
+	// tests count the calls).
+	lookup func(idx int) (string, net.HardwareAddr, []netip.Addr)
+
 	mu     sync.Mutex
 	ifaces map[int]*ifState
+	links  map[int]linkInfo
 }
+
+// linkInfo is an interface's name and MAC as last looked up.
+type linkInfo struct {
+	name string
+	mac  net.HardwareAddr
+	at   time.Time
+}
+
+// linkTTL bounds how long a looked-up name and MAC are used.
+const linkTTL = 30 * time.Second
 
 type ifState struct {
 	xid      dhcpv4.TransactionID // our client's latest REQUEST
@@ -102,8 +126,11 @@ func (s *Source) open() (int, error) {
 			unix.Close(fd)
 			return -1, err
 		}
-		tv := unix.Timeval{Usec: 200000} // so Run notices cancellation
-		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		// Non-blocking: reads wait in Go's poller, not on a timeout.
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
 		return fd, nil
 	}
 	if s.Netns == nil {
@@ -135,16 +162,34 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 	if err != nil {
 		return fmt.Errorf("packet socket: %w", err)
 	}
-	defer unix.Close(fd)
+	f := os.NewFile(uintptr(fd), "dhcp packet socket")
+	defer f.Close()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("packet socket: %w", err)
+	}
+	// Closing the file wakes a read waiting in the poller: nothing polls.
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
 	hint() // listening now
 	buf := make([]byte, 2048)
 	for ctx.Err() == nil {
-		n, from, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				continue
-			}
+		var n int
+		var from unix.Sockaddr
+		var rerr error
+		err := raw.Read(func(fd uintptr) bool {
+			n, from, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return !errors.Is(rerr, unix.EAGAIN)
+		})
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
 			return fmt.Errorf("receiving: %w", err)
+		case errors.Is(rerr, unix.EINTR):
+			continue
+		case rerr != nil:
+			return fmt.Errorf("receiving: %w", rerr)
 		}
 		ll, ok := from.(*unix.SockaddrLinklayer)
 		if !ok {
@@ -159,12 +204,13 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 
 // Frame is a DHCP message seen on an interface.
 type Frame struct {
-	IfIndex  int
-	Outgoing bool
-	SrcMAC   net.HardwareAddr
-	SrcIP    net.IP
-	DstIP    net.IP
-	Msg      *dhcpv4.DHCPv4
+	IfIndex          int
+	Outgoing         bool
+	SrcMAC           net.HardwareAddr
+	SrcIP            net.IP
+	DstIP            net.IP
+	SrcPort, DstPort uint16
+	Msg              *dhcpv4.DHCPv4
 }
 
 // ParseFrame decodes an Ethernet/IPv4/UDP/DHCP frame.
@@ -181,6 +227,7 @@ func ParseFrame(b []byte) (Frame, error) {
 	f.SrcIP = net.IP(append([]byte(nil), b[26:30]...))
 	f.DstIP = net.IP(append([]byte(nil), b[30:34]...))
 	udp := b[14+ihl:]
+	f.SrcPort, f.DstPort = binary.BigEndian.Uint16(udp[0:2]), binary.BigEndian.Uint16(udp[2:4])
 	ulen := int(binary.BigEndian.Uint16(udp[4:6]))
 	if ulen < 8 || ulen > len(udp) {
 		return f, errors.New("bad UDP length")
@@ -201,7 +248,7 @@ func (s *Source) handle(ll *unix.SockaddrLinklayer, b []byte) bool {
 		return false
 	}
 	f.IfIndex, f.Outgoing = ll.Ifindex, ll.Pkttype == unix.PACKET_OUTGOING
-	return s.Note(f, s.ifaceInfo)
+	return s.Note(f)
 }
 
 // ifaceInfo returns an interface's name, MAC and configured IPv4 addresses.
@@ -209,9 +256,9 @@ func (s *Source) ifaceInfo(idx int) (string, net.HardwareAddr, []netip.Addr) {
 	var h *netlink.Handle
 	var err error
 	if s.Netns != nil {
-		h, err = netlink.NewHandleAt(*s.Netns)
+		h, err = netlink.NewHandleAt(*s.Netns, unix.NETLINK_ROUTE)
 	} else {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		return "", nil, nil
@@ -231,47 +278,84 @@ func (s *Source) ifaceInfo(idx int) (string, net.HardwareAddr, []netip.Addr) {
 	return l.Attrs().Name, l.Attrs().HardwareAddr, out
 }
 
-// Note takes one DHCP frame into account (exported for tests of the
-// cross-checks); info looks an interface up.
-func (s *Source) Note(f Frame, info func(int) (string, net.HardwareAddr, []netip.Addr)) bool {
+// Note takes one DHCP frame into account; it reports whether the believed
+// lease changed.
+func (s *Source) Note(f Frame) bool {
 	m := f.Msg
-	name, mac, addrs := info(f.IfIndex)
-	if name == "" || mac == nil || m.ClientHWAddr.String() != mac.String() {
-		return false // not about this host's client
+	request := m.OpCode == dhcpv4.OpcodeBootRequest
+	switch {
+	case request && (!f.Outgoing || f.SrcPort != 68 || f.DstPort != 67 ||
+		!bytes.Equal(f.SrcMAC, m.ClientHWAddr)):
+		// Not our client: another host's frame, or a local user's UDP
+		// from an unprivileged port.
+		return false
+	case !request && (f.Outgoing || f.SrcPort != 67 || f.DstPort != 68 ||
+		m.OpCode != dhcpv4.OpcodeBootReply || m.MessageType() != dhcpv4.MessageTypeAck):
+		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ifaces == nil {
-		s.ifaces = map[int]*ifState{}
-	}
 	st := s.ifaces[f.IfIndex]
+	if !request && st == nil {
+		return false // no request of ours was seen there: nothing to look up
+	}
+	name, mac := s.linkLocked(f.IfIndex)
+	if name == "" || !bytes.Equal(m.ClientHWAddr, mac) {
+		return false // not about this host's client
+	}
 	if st == nil {
+		if s.ifaces == nil {
+			s.ifaces = map[int]*ifState{}
+		}
 		st = &ifState{}
 		s.ifaces[f.IfIndex] = st
 	}
-	switch {
-	case m.OpCode == dhcpv4.OpcodeBootRequest && m.MessageType() == dhcpv4.MessageTypeRequest:
-		if !f.Outgoing {
-			return false // another host's request carrying our MAC: not ours
+	if request {
+		switch m.MessageType() {
+		case dhcpv4.MessageTypeRequest:
+			st.xid = m.TransactionID
+			st.server = m.ServerIdentifier()
+			if st.server == nil && !f.DstIP.Equal(net.IPv4bcast) {
+				st.server = f.DstIP // a renewal goes straight to the server
+			}
+			if st.server == nil && st.lease != nil {
+				st.server = st.lease.Server.AsSlice() // rebinding/INIT-REBOOT: the one we had
+			}
+		case dhcpv4.MessageTypeRelease:
+			if st.lease != nil {
+				st.lease = nil
+				return true
+			}
 		}
-		st.xid = m.TransactionID
-		st.server = m.ServerIdentifier()
-		if st.server == nil && !f.DstIP.Equal(net.IPv4bcast) {
-			st.server = f.DstIP // a renewal goes straight to the server
-		}
-		if st.server == nil && st.lease != nil {
-			st.server = st.lease.Server.AsSlice() // rebinding/INIT-REBOOT: the one we had
-		}
-		return false
-	case m.OpCode == dhcpv4.OpcodeBootRequest && m.MessageType() == dhcpv4.MessageTypeRelease:
-		if f.Outgoing && st.lease != nil {
-			st.lease = nil
-			return true
-		}
-		return false
-	case m.OpCode != dhcpv4.OpcodeBootReply || m.MessageType() != dhcpv4.MessageTypeAck || f.Outgoing:
 		return false
 	}
+	return s.noteAckLocked(f, st, name)
+}
+
+// linkLocked returns an interface's name and MAC, looked up at most once per
+// linkTTL (a miss once a second).
+func (s *Source) linkLocked(idx int) (string, net.HardwareAddr) {
+	if l, ok := s.links[idx]; ok && (time.Since(l.at) < linkTTL && l.name != "" || time.Since(l.at) < time.Second) {
+		return l.name, l.mac
+	}
+	name, mac, _ := s.lookupFn()(idx)
+	if s.links == nil {
+		s.links = map[int]linkInfo{}
+	}
+	s.links[idx] = linkInfo{name: name, mac: mac, at: time.Now()}
+	return name, mac
+}
+
+func (s *Source) lookupFn() func(int) (string, net.HardwareAddr, []netip.Addr) {
+	if s.lookup != nil {
+		return s.lookup
+	}
+	return s.ifaceInfo
+}
+
+// noteAckLocked checks an ACK for our client against its transaction.
+func (s *Source) noteAckLocked(f Frame, st *ifState, name string) bool {
+	m := f.Msg
 	sid := m.ServerIdentifier()
 	why := ""
 	switch {
@@ -279,7 +363,7 @@ func (s *Source) Note(f Frame, info func(int) (string, net.HardwareAddr, []netip
 		why = "answers no request of ours"
 	case st.server != nil && !sid.Equal(st.server):
 		why = fmt.Sprintf("from server %v, but our client asked %v", sid, st.server)
-	case len(addrs) > 0 && !containsIP(addrs, m.YourIPAddr):
+	case !addressOK(s.lookupFn(), f.IfIndex, m.YourIPAddr):
 		why = fmt.Sprintf("gives %v, not the address configured", m.YourIPAddr)
 	case st.lease != nil && st.lease.At.After(time.Now().Add(-time.Minute)) && st.lease.ServerMAC.String() != f.SrcMAC.String():
 		why = fmt.Sprintf("a second answer from %s after %s's", f.SrcMAC, st.lease.ServerMAC)
@@ -297,6 +381,14 @@ func (s *Source) Note(f Frame, info func(int) (string, net.HardwareAddr, []netip
 		s.log().Warn("DHCP ACK with a malformed option 121 (classless routes)", "interface", name)
 	}
 	return changed
+}
+
+// addressOK: once the interface has IPv4 addresses, the ACK must give one
+// of them (looked up now: only an ACK that matched our transaction gets
+// this far).
+func addressOK(lookup func(int) (string, net.HardwareAddr, []netip.Addr), idx int, ip net.IP) bool {
+	_, _, addrs := lookup(idx)
+	return len(addrs) == 0 || containsIP(addrs, ip)
 }
 
 func containsIP(addrs []netip.Addr, ip net.IP) bool {

@@ -3,9 +3,13 @@ package dhcpsniff
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +169,32 @@ func TestRealLease(t *testing.T) {
 	if len(after) != 1 || after[0].Server != g.Server || len(after[0].DNS) != 1 || after[0].DNS[0] != g.DNS[0] || after[0].LeaseSeconds != 600 {
 		t.Errorf("a forged ACK changed the lease: %+v", after)
 	}
+
+	// A local user (no privileges) sends a DHCP REQUEST for the laptop's
+	// MAC with another transaction id to the server's port 67, from an
+	// ordinary UDP socket. It must not become our client's transaction: the
+	// server's retransmitted ACK for the real one is still believed.
+	bogus, _ := dhcpv4.New(dhcpv4.WithTransactionID(dhcpv4.TransactionID{0xde, 0xad, 0xbe, 0xef}),
+		dhcpv4.WithHwAddr(laptopMAC), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest))
+	sendAsUser(t, l, laptop, "10.200.1.1:67", bogus.ToBytes())
+	logMu.Lock()
+	suspectsBefore := strings.Count(logb.String(), "suspicious DHCP ACK ignored")
+	logMu.Unlock()
+	macOut, err := cafe.Run("cat", "/sys/class/net/lan0/address")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cafeMAC, err := net.ParseMAC(strings.TrimSpace(macOut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inject(t, cafe, "lan0", frame(laptopMAC, cafeMAC, net.ParseIP("10.200.1.1"), net.IPv4bcast, 67, 68, lease.ACK.ToBytes()))
+	time.Sleep(time.Second) // a frame that is ignored leaves no other trace to wait for
+	logMu.Lock()
+	if n := strings.Count(logb.String(), "suspicious DHCP ACK ignored"); n != suspectsBefore {
+		t.Errorf("after a local user's REQUEST, the server's own ACK was taken for suspicious:\n%s", logb.String())
+	}
+	logMu.Unlock()
 	logMu.Lock()
 	t.Logf("log:\n%s", logb.String())
 	logMu.Unlock()
@@ -208,3 +238,103 @@ func slogTo(b *strings.Builder, mu *sync.Mutex) *slog.Logger {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+const udpChildEnv = "ROAMTUN_DHCPSNIFF_UDP_CHILD"
+
+// TestUDPChild is sendAsUser's process: it sends one UDP datagram from an
+// ordinary (unprivileged) socket.
+func TestUDPChild(t *testing.T) {
+	spec := os.Getenv(udpChildEnv)
+	if spec == "" {
+		return
+	}
+	dst, payload, _ := strings.Cut(spec, " ")
+	b, err := hex.DecodeString(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("udp4", dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendAsUser sends payload to dst over UDP from ns as the unprivileged lab
+// user (a copy of this test binary run under setpriv).
+func sendAsUser(t *testing.T, l *lab.Lab, ns *lab.Namespace, dst string, payload []byte) {
+	t.Helper()
+	uid, gid, err := lab.EnsureLabUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(l.Dir(), "udp-child")
+	data, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(bin, data, 0o755)
+	out, err := ns.Run("setpriv", "--reuid="+strconv.Itoa(uid), "--regid="+strconv.Itoa(gid), "--clear-groups",
+		"env", udpChildEnv+"="+dst+" "+hex.EncodeToString(payload), bin, "-test.run=^TestUDPChild$", "-test.count=1")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// TestNoteChecksBeforeLookup: frames that cannot be our client's are
+// dropped before any netlink lookup; a lookup is cached, so a flood of
+// forged ACKs costs none.
+func TestNoteChecksBeforeLookup(t *testing.T) {
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+	other := net.HardwareAddr{0x02, 0, 0, 0, 0, 2}
+	var lookups int
+	s := &Source{lookup: func(int) (string, net.HardwareAddr, []netip.Addr) {
+		lookups++
+		return "wan0", mac, nil
+	}}
+	req := func(hw net.HardwareAddr, xid byte) *dhcpv4.DHCPv4 {
+		m, _ := dhcpv4.New(dhcpv4.WithTransactionID(dhcpv4.TransactionID{xid}), dhcpv4.WithHwAddr(hw),
+			dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))))
+		return m
+	}
+	ack := func(xid byte) *dhcpv4.DHCPv4 {
+		m, _ := dhcpv4.New(dhcpv4.WithTransactionID(dhcpv4.TransactionID{xid}), dhcpv4.WithHwAddr(mac),
+			dhcpv4.WithMessageType(dhcpv4.MessageTypeAck), dhcpv4.WithYourIP(net.IPv4(10, 0, 0, 5)),
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))))
+		m.OpCode = dhcpv4.OpcodeBootReply
+		return m
+	}
+	out := func(m *dhcpv4.DHCPv4, src net.HardwareAddr, sport uint16) Frame {
+		return Frame{IfIndex: 2, Outgoing: true, SrcMAC: src, SrcIP: net.IPv4zero, DstIP: net.IPv4bcast, SrcPort: sport, DstPort: 67, Msg: m}
+	}
+	in := func(m *dhcpv4.DHCPv4) Frame {
+		return Frame{IfIndex: 2, SrcMAC: other, SrcIP: net.IPv4(10, 0, 0, 1), DstIP: net.IPv4bcast, SrcPort: 67, DstPort: 68, Msg: m}
+	}
+	for _, f := range []Frame{
+		in(ack(1)),                   // an ACK where no request of ours was seen
+		out(req(mac, 1), mac, 40000), // a local user's UDP from an unprivileged port
+		out(req(other, 1), mac, 68),  // a client hardware address not the frame's
+		{IfIndex: 2, SrcMAC: mac, SrcIP: net.IPv4zero, DstIP: net.IPv4bcast, SrcPort: 68, DstPort: 67, Msg: req(mac, 1)}, // incoming
+	} {
+		s.Note(f)
+	}
+	if lookups != 0 || len(s.ifaces) != 0 {
+		t.Fatalf("frames that cannot be ours: %d lookups, state %v", lookups, s.ifaces)
+	}
+	s.Note(out(req(mac, 7), mac, 68)) // our client's REQUEST
+	if lookups != 1 {
+		t.Fatalf("our REQUEST: %d lookups, want 1", lookups)
+	}
+	for i := range 1000 {
+		s.Note(in(ack(byte(100 + i%100)))) // forged: wrong transaction
+	}
+	if lookups != 1 {
+		t.Errorf("1000 forged ACKs cost %d more lookups", lookups-1)
+	}
+	if !s.Note(in(ack(7))) || len(s.Leases()) != 1 {
+		t.Errorf("the real ACK was not believed: %+v", s.Leases())
+	}
+}
