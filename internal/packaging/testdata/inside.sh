@@ -82,8 +82,7 @@ step "systemd-analyze verify"
 systemd-analyze verify /usr/lib/systemd/system/roamtun.service
 mkdir -p -m 0700 /run/user/0
 XDG_RUNTIME_DIR=/run/user/0 systemd-analyze --user verify /usr/lib/systemd/user/roamtun-notify.service
-systemd-tmpfiles --dry-run --create roamtun.conf 2>/dev/null ||
-	systemd-tmpfiles --create roamtun.conf
+systemd-tmpfiles --create roamtun.conf
 if command -v desktop-file-validate >/dev/null; then
 	desktop-file-validate /etc/xdg/autostart/roamtun-notify.desktop
 fi
