@@ -37,6 +37,12 @@ all: build
 build:
 	$(GOBUILD) -o $(BIN) ./cmd/roamtun
 
+# The binary that install copies: built when missing or older than a source,
+# so that `make && sudo make install` needs no Go toolchain as root.
+GOSRC := $(wildcard $(shell git ls-files '*.go' go.mod go.sum 2>/dev/null || find . -name '*.go'))
+$(BIN): $(GOSRC)
+	$(GOBUILD) -o $(BIN) ./cmd/roamtun
+
 # deps installs the Debian packages the tests and the demo drive for real
 # (sshd, pppd in user-mode-linux, NetworkManager, dnsmasq, dbus-daemon ...).
 # Installing must not start services on the host: policy-rc.d says no.
@@ -84,7 +90,7 @@ fuzz:
 # /etc/roamtun/roamtun.toml (no profile yet) is installed only where there is
 # none. Installing into the live system (no DESTDIR) also creates the group
 # and reloads systemd; it starts nothing.
-install: build
+install: $(BIN)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) \
 		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(DOCDIR)/examples/networks.d $(DESTDIR)$(DOCDIR)/examples/hooks.d \
@@ -113,7 +119,7 @@ install: build
 		echo "installed; add a [profile.NAME] to $(CONFDIR)/roamtun.toml, then: systemctl enable --now roamtun"; \
 	fi
 
-# uninstall removes what install put outside /etc (the configuration stays).
+# uninstall removes what install put, except /etc/roamtun (the configuration).
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/roamtun $(DESTDIR)$(UNITDIR)/roamtun.service \
 		$(DESTDIR)$(USERUNITDIR)/roamtun-notify.service $(DESTDIR)$(TMPFILESDIR)/roamtun.conf \
@@ -126,7 +132,7 @@ uninstall:
 # debhelper, nothing downloaded). Then: lintian $(DEBDIR)/roamtun_*.deb
 DEBDIR  ?= bin
 DEBROOT := $(DEBDIR)/debroot
-deb:
+deb: build
 	rm -rf $(DEBROOT) $(DEBDIR)/roamtun_*.deb
 	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEBROOT)) PREFIX=/usr VERSION='$(VERSION)'
 	GO='$(GO)' sh dist/debian/build-deb.sh $(DEBROOT) '$(VERSION)' $(DEBDIR)

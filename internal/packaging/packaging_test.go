@@ -120,6 +120,7 @@ func TestHasProfile(t *testing.T) {
 // TestMakeInstall: `make install` with DESTDIR and PREFIX puts everything
 // under PREFIX, rewrites the units' paths, and keeps an existing config.
 func TestMakeInstall(t *testing.T) {
+	lab.RequireCommand(t, "make")
 	tmp := t.TempDir()
 	dest := filepath.Join(tmp, "root")
 	args := []string{"--no-print-directory", "install", "DESTDIR=" + dest, "PREFIX=/usr/local",
