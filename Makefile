@@ -5,12 +5,43 @@ PKGS      := $(shell cat .ci/packages)
 BIN       := bin/roamtun
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build deps demo test check fmt vet bench fuzz clean
+# The version stamped into the binary (`roamtun version`) and the package:
+# see dist/version.sh. Evaluated once.
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell sh dist/version.sh)
+endif
+# A static PIE without cgo: no libc dependency, hardened, the same on every
+# distribution; stripped (-s -w) as Debian ships binaries.
+GOBUILD   = CGO_ENABLED=0 $(GO) build -trimpath -buildmode=pie -buildvcs=auto -ldflags '-s -w -X main.version=$(VERSION)'
+
+# Where `make install` puts things. The configuration is always read from
+# /etc/roamtun (the binary's default), whatever PREFIX is.
+PREFIX       ?= /usr
+DESTDIR      ?=
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+UNITDIR      ?= $(LIBDIR)/systemd/system
+USERUNITDIR  ?= $(LIBDIR)/systemd/user
+TMPFILESDIR  ?= $(LIBDIR)/tmpfiles.d
+SYSUSERSDIR  ?= $(LIBDIR)/sysusers.d
+DATADIR      ?= $(PREFIX)/share
+DOCDIR       ?= $(DATADIR)/doc/roamtun
+MANDIR       ?= $(DATADIR)/man
+CONFDIR      := /etc/roamtun
+AUTOSTARTDIR ?= /etc/xdg/autostart
+
+.PHONY: all build deps demo test check fmt vet bench fuzz clean install uninstall deb
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/roamtun
+	$(GOBUILD) -o $(BIN) ./cmd/roamtun
+
+# The binary that install copies: built when missing or older than a source,
+# so that `make && sudo make install` needs no Go toolchain as root.
+GOSRC := $(wildcard $(shell git ls-files '*.go' go.mod go.sum 2>/dev/null || find . -name '*.go'))
+$(BIN): $(GOSRC)
+	$(GOBUILD) -o $(BIN) ./cmd/roamtun
 
 # deps installs the Debian packages the tests and the demo drive for real
 # (sshd, pppd in user-mode-linux, NetworkManager, dnsmasq, dbus-daemon ...).
@@ -53,6 +84,58 @@ fuzz:
 			echo "== $$pkg $$f"; $(GO) test -run=NONE -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+# install copies the binary, the units (their paths rewritten to BINDIR),
+# tmpfiles, sysusers, the man page, docs and examples. The configuration
+# /etc/roamtun/roamtun.toml (no profile yet) is installed only where there is
+# none. Installing into the live system (no DESTDIR) also creates the group
+# and reloads systemd; it starts nothing.
+install: $(BIN)
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) \
+		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(DOCDIR)/examples/networks.d $(DESTDIR)$(DOCDIR)/examples/hooks.d \
+		$(DESTDIR)$(CONFDIR)/networks.d $(DESTDIR)$(CONFDIR)/hooks.d $(DESTDIR)$(AUTOSTARTDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/roamtun
+	sed 's|/usr/bin/roamtun|$(BINDIR)/roamtun|g' dist/systemd/roamtun.service >$(DESTDIR)$(UNITDIR)/roamtun.service
+	sed 's|/usr/bin/roamtun|$(BINDIR)/roamtun|g' dist/systemd/roamtun-notify.service >$(DESTDIR)$(USERUNITDIR)/roamtun-notify.service
+	sed 's|^Exec=roamtun |Exec=$(BINDIR)/roamtun |' dist/xdg/roamtun-notify.desktop >$(DESTDIR)$(AUTOSTARTDIR)/roamtun-notify.desktop
+	chmod 0644 $(DESTDIR)$(UNITDIR)/roamtun.service $(DESTDIR)$(USERUNITDIR)/roamtun-notify.service \
+		$(DESTDIR)$(AUTOSTARTDIR)/roamtun-notify.desktop
+	install -m 0644 dist/systemd/roamtun.tmpfiles $(DESTDIR)$(TMPFILESDIR)/roamtun.conf
+	install -m 0644 dist/systemd/roamtun.sysusers $(DESTDIR)$(SYSUSERSDIR)/roamtun.conf
+	install -m 0644 dist/man/roamtun.1 $(DESTDIR)$(MANDIR)/man1/roamtun.1
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 dist/etc/roamtun/roamtun.toml $(DESTDIR)$(DOCDIR)/examples/roamtun.toml
+	install -m 0644 dist/etc/roamtun/networks.d/10-home.toml $(DESTDIR)$(DOCDIR)/examples/networks.d/10-home.toml
+	install -m 0644 dist/etc/roamtun/hooks.d/50-ospf.example $(DESTDIR)$(DOCDIR)/examples/hooks.d/50-ospf.example
+	@if [ -e $(DESTDIR)$(CONFDIR)/roamtun.toml ]; then \
+		echo "keeping $(DESTDIR)$(CONFDIR)/roamtun.toml"; \
+	else \
+		install -m 0644 dist/etc/roamtun/default.toml $(DESTDIR)$(CONFDIR)/roamtun.toml; \
+	fi
+	@if [ -z "$(DESTDIR)" ]; then \
+		getent group roamtun >/dev/null || systemd-sysusers $(SYSUSERSDIR)/roamtun.conf 2>/dev/null || addgroup --system roamtun; \
+		[ ! -d /run/systemd/system ] || systemctl daemon-reload; \
+		echo "installed; add a [profile.NAME] to $(CONFDIR)/roamtun.toml, then: systemctl enable --now roamtun"; \
+	fi
+
+# uninstall removes what install put, except /etc/roamtun (the configuration).
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/roamtun $(DESTDIR)$(UNITDIR)/roamtun.service \
+		$(DESTDIR)$(USERUNITDIR)/roamtun-notify.service $(DESTDIR)$(TMPFILESDIR)/roamtun.conf \
+		$(DESTDIR)$(SYSUSERSDIR)/roamtun.conf $(DESTDIR)$(MANDIR)/man1/roamtun.1 \
+		$(DESTDIR)$(AUTOSTARTDIR)/roamtun-notify.desktop
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+# deb writes $(DEBDIR)/roamtun_VERSION_ARCH.deb (bin/ unless told): `make
+# install` into a fresh tree, then dist/debian/build-deb.sh (dpkg-deb; no
+# debhelper, nothing downloaded). Then: lintian $(DEBDIR)/roamtun_*.deb
+DEBDIR  ?= bin
+DEBROOT := $(DEBDIR)/debroot
+deb: build
+	rm -rf $(DEBROOT) $(DEBDIR)/roamtun_*.deb
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEBROOT)) PREFIX=/usr VERSION='$(VERSION)'
+	GO='$(GO)' sh dist/debian/build-deb.sh $(DEBROOT) '$(VERSION)' $(DEBDIR)
 
 clean:
 	rm -rf bin
