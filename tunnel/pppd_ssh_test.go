@@ -107,7 +107,10 @@ while :; do sleep 3600; done
 	}
 	secrets := writeFile(t, dir, "chap-secrets", goodSecrets, 0o600)
 	knownHosts := writeFile(t, dir, "known_hosts", "10.202.0.2 "+hpub+"\n", 0o644)
-	cfg := writeFile(t, dir, "roamtun.toml", fmt.Sprintf(`[profile.home]
+	cfg := writeFile(t, dir, "roamtun.toml", fmt.Sprintf(`[daemon]
+state_dir = "`+filepath.Join(dir, "state")+`"
+
+[profile.home]
 host = "10.202.0.2"
 user = "root"
 identity_file = %q
