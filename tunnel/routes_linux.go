@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -655,9 +656,14 @@ func (r NFTRec) del() error {
 	return err
 }
 
+// nftTimeout bounds one nft run: a stuck one must not hold the next roam.
+const nftTimeout = 10 * time.Second
+
 // nft runs an nftables script atomically (nft -f applies it as one transaction).
 func nft(script string) error {
-	cmd := exec.Command("nft", "-f", "-")
+	ctx, cancel := context.WithTimeout(context.Background(), nftTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
