@@ -29,7 +29,9 @@ import (
 func Check(c *Config) []*tomlfile.Problem {
 	ck := &checker{c: c}
 	if len(c.Profiles) == 0 && ck.doc() != nil && ck.doc().Complete() && !ck.reported([]string{"profile"}) {
-		ck.errorf(nil, "no [profile.NAME] table: roamtun has no server to tunnel to")
+		// A fresh install has none yet: the daemon then blocks untrusted
+		// networks (lockdown) instead of tunnelling. Worth saying, not an error.
+		ck.warnf(nil, "no [profile.NAME] table: roamtun has no server to tunnel to, untrusted networks will be blocked")
 	}
 	ck.dir([]string{"daemon", "policy_dir"}, c.Daemon.PolicyDir)
 	names := make([]string, 0, len(c.Profiles))

@@ -58,7 +58,7 @@ func TestCheck(t *testing.T) {
 	}{
 		{"good", profile(""), nil},
 		{"good, port in known_hosts", strings.Replace(profile("port = 2222\n"), "vpn.example.net", "other", 1), nil},
-		{"no profile", "[daemon]\npolicy_dir = \"" + dir + "\"\n", []string{"1: no [profile.NAME] table"}},
+		{"no profile", "[daemon]\npolicy_dir = \"" + dir + "\"\n", []string{"1: warning: no [profile.NAME] table"}},
 		{"policy_dir missing", strings.Replace(profile(""), dir+"\"\n", dir+"/nope\"\n", 1), []string{"2: daemon.policy_dir: " + dir + "/nope does not exist"}},
 		{"policy_dir a file", strings.Replace(profile(""), dir+"\"\n", key+"\"\n", 1), []string{"2: daemon.policy_dir: " + key + " is not a directory"}},
 		{"key open", strings.Replace(profile(""), key, openKey, 1), []string{"6: profile.p.identity_file: " + openKey + " is accessible by group or others (mode 0640)"}},

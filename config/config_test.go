@@ -144,7 +144,7 @@ func TestBadInput(t *testing.T) {
 	if err != nil || len(c.Profiles) != 0 {
 		t.Fatalf("empty config: %v %+v", err, c)
 	}
-	if p := Check(c); len(p) == 0 || !strings.HasPrefix(p[0].Error(), "r.toml:1: no [profile.NAME] table") {
+	if p := Check(c); len(p) == 0 || !strings.HasPrefix(p[0].Error(), "r.toml:1: warning: no [profile.NAME] table") {
 		t.Fatalf("empty config, Check: %v", p)
 	}
 }

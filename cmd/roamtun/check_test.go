@@ -153,7 +153,7 @@ name = "me"
 			name:   "empty config",
 			config: "",
 			policy: map[string]string{"10-a.toml": goodPolicy},
-			want:   []string{"D/roamtun.toml:1", "D/roamtun.toml:1"}, // no profile; default policy_dir missing
+			want:   []string{"D/roamtun.toml:1: warning", "D/roamtun.toml:1"}, // no profile; default policy_dir missing
 		},
 		{
 			name:   "profile = 5",
