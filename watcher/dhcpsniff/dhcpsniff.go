@@ -209,9 +209,9 @@ func (s *Source) ifaceInfo(idx int) (string, net.HardwareAddr, []netip.Addr) {
 	var h *netlink.Handle
 	var err error
 	if s.Netns != nil {
-		h, err = netlink.NewHandleAt(*s.Netns)
+		h, err = netlink.NewHandleAt(*s.Netns, unix.NETLINK_ROUTE) // only the family used: see rtnetlink.Source.handle
 	} else {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		return "", nil, nil
