@@ -317,9 +317,16 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("exit %d: %s", e.Code, strings.TrimSpace(e.Output))
 }
 
+// maxRequest bounds a request line. The host→guest direction of the serial
+// line is slow (~20 KB/s) and a line longer than the guest tty's 4 KiB
+// buffer was seen to stall for good.
+const maxRequest = 4000
+
 // Run runs script with sh in the guest and returns its output (stdout and
 // stderr). A non-zero exit is an *ExitError carrying the output. Requests
-// are served one at a time.
+// are served one at a time; a script may be about 2.9 KB at most (its
+// base64 must fit maxRequest). Output may be large (the guest→host
+// direction carries megabytes per second).
 func (g *WifiGuest) Run(timeout time.Duration, script string) (string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -335,6 +342,10 @@ func (g *WifiGuest) Run(timeout time.Duration, script string) (string, error) {
 		g.pmu.Unlock()
 	}()
 	req := strconv.Itoa(id) + " " + base64.StdEncoding.EncodeToString([]byte(script)) + "\n"
+	if len(req) > maxRequest {
+		return "", fmt.Errorf("wifi guest %s: script of %d bytes is too long for the serial line (%d bytes encoded, at most %d): use WriteFile",
+			g.Name, len(script), len(req), maxRequest)
+	}
 	if _, err := io.WriteString(g.toG, req); err != nil {
 		return "", fmt.Errorf("wifi guest %s: sending request: %w", g.Name, err)
 	}
@@ -448,7 +459,7 @@ func (ap *AccessPoint) hostapdConf() string {
 func (g *WifiGuest) StartAPs(aps ...*AccessPoint) error {
 	g.apMu.Lock()
 	defer g.apMu.Unlock()
-	var script strings.Builder
+	var ready []string
 	for _, ap := range aps {
 		switch ap.Security {
 		case WifiOpen, WifiWPA2, WifiWPA3:
@@ -458,45 +469,38 @@ func (g *WifiGuest) StartAPs(aps ...*AccessPoint) error {
 		if ap.Channel < 1 || ap.Channel > 11 {
 			return fmt.Errorf("access point %s: channel %d", ap.Name, ap.Channel)
 		}
+		if len(ap.SSID) < 1 || len(ap.SSID) > 32 {
+			return fmt.Errorf("access point %s: SSID of %d bytes", ap.Name, len(ap.SSID))
+		}
 		if g.nextRadio >= g.Radios {
 			return fmt.Errorf("access point %s: all %d radios in use", ap.Name, g.Radios)
 		}
 		ap.Radio = g.nextRadio
 		g.nextRadio++
 		ap.Frequency = 2407 + 5*ap.Channel
-		ns := "ap-" + ap.Name
-		if err := g.WriteFile("/run/hostapd-"+ap.Name+".conf", []byte(ap.hostapdConf()), 0o600); err != nil {
-			return err
-		}
-		fmt.Fprintf(&script, `set -e
-echo "%[1]s $(cat /sys/class/net/wlan%[2]d/address)"
+		out, err := g.Run(30*time.Second, fmt.Sprintf(`set -e
+printf %%s %[4]s | base64 -d > /run/hostapd-%[1]s.conf
+cat /sys/class/net/wlan%[2]d/address
 ip netns add %[3]s
 iw phy phy%[2]d set netns name %[3]s
 ip netns exec %[3]s ip link set lo up
 ip netns exec %[3]s hostapd -t /run/hostapd-%[1]s.conf > /run/hostapd-%[1]s.log 2>&1 &
-`, ap.Name, ap.Radio, ns)
-	}
-	out, err := g.Run(30*time.Second, script.String())
-	if err != nil {
-		return fmt.Errorf("starting access points: %w", err)
-	}
-	for _, ap := range aps {
-		for _, l := range strings.Split(out, "\n") {
-			if f := strings.Fields(l); len(f) == 2 && f[0] == ap.Name {
-				ap.BSSID = strings.ToLower(f[1])
-			}
+`, ap.Name, ap.Radio, "ap-"+ap.Name, base64.StdEncoding.EncodeToString([]byte(ap.hostapdConf()))))
+		if err != nil {
+			return fmt.Errorf("starting access point %s: %w", ap.Name, err)
 		}
-		if ap.BSSID == "" {
-			return fmt.Errorf("access point %s: no MAC for wlan%d in %q", ap.Name, ap.Radio, out)
+		ap.BSSID = strings.ToLower(strings.TrimSpace(out))
+		if len(ap.BSSID) != 17 {
+			return fmt.Errorf("access point %s: MAC of wlan%d: %q", ap.Name, ap.Radio, out)
 		}
+		ready = append(ready, fmt.Sprintf(
+			"ip netns exec ap-%[1]s hostapd_cli -p /run/hostapd-%[1]s -i wlan%[2]d status | grep -qx state=ENABLED || { echo %[1]s; exit 1; }",
+			ap.Name, ap.Radio))
 	}
-	for _, ap := range aps {
-		if _, err := g.Poll(30*time.Second, 100*time.Millisecond, fmt.Sprintf(
-			"ip netns exec ap-%[1]s hostapd_cli -p /run/hostapd-%[1]s -i wlan%[2]d status | grep -qx state=ENABLED",
-			ap.Name, ap.Radio)); err != nil {
-			log, _ := g.Run(5*time.Second, "tail -n 30 /run/hostapd-"+ap.Name+".log")
-			return fmt.Errorf("access point %s: %w\nhostapd:\n%s", ap.Name, err, log)
-		}
+	if out, err := g.Poll(30*time.Second, 100*time.Millisecond, strings.Join(ready, "\n")); err != nil {
+		name := strings.TrimSpace(out)
+		log, _ := g.Run(5*time.Second, "tail -n 30 /run/hostapd-"+name+".log")
+		return fmt.Errorf("access point %s: %w\nhostapd:\n%s", name, err, log)
 	}
 	return nil
 }
@@ -552,14 +556,6 @@ func (g *WifiGuest) WPAStatus() (map[string]string, error) {
 // (pinned to bssid if given) and waits until wpa_supplicant completes the
 // association. It scans only the channels of the lab's access points.
 func (g *WifiGuest) Associate(ap *AccessPoint, bssid string, scanFreqs []int, timeout time.Duration) (map[string]string, error) {
-	if _, err := g.WPACli("remove_network", "all"); err != nil {
-		return nil, err
-	}
-	id, err := g.WPACli("add_network")
-	if err != nil {
-		return nil, err
-	}
-	id = strings.TrimSpace(id)
 	set := [][]string{{"ssid", hex.EncodeToString(ap.SSID)}}
 	switch ap.Security {
 	case WifiOpen:
@@ -582,13 +578,19 @@ func (g *WifiGuest) Associate(ap *AccessPoint, bssid string, scanFreqs []int, ti
 		}
 		set = append(set, []string{"scan_freq", strings.Join(fs, " ")})
 	}
+	// One request: each round trip over the serial line costs ~50 ms.
+	var b strings.Builder
+	b.WriteString(`set -e
+w() { out=$(wpa_cli -p /run/wpa_supplicant -i ` + StationIface + ` "$@"); case $out in FAIL*) echo "wpa_cli $1 $2 $3: $out"; exit 1;; esac; echo "$out"; }
+w remove_network all >/dev/null
+id=$(w add_network)
+`)
 	for _, kv := range set {
-		if _, err := g.WPACli("set_network", id, kv[0], kv[1]); err != nil {
-			return nil, err
-		}
+		fmt.Fprintf(&b, "w set_network \"$id\" %s %s >/dev/null\n", kv[0], ShellQuote(kv[1]))
 	}
-	if _, err := g.WPACli("select_network", id); err != nil {
-		return nil, err
+	b.WriteString("w select_network \"$id\" >/dev/null\n")
+	if _, err := g.Run(20*time.Second, b.String()); err != nil {
+		return nil, fmt.Errorf("configuring wpa_supplicant: %w", err)
 	}
 	return g.WaitWPA(timeout, func(st map[string]string) bool {
 		return st["wpa_state"] == "COMPLETED" && (bssid == "" || st["bssid"] == bssid)

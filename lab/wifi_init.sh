@@ -27,7 +27,11 @@ stty -F /dev/ttyS0 raw -echo -ixon -ixoff 2>&1
 exec 3</dev/ttyS0 4>/dev/ttyS0
 echo "RT-WIFI-READY kernel=$(uname -r)"
 printf 'RT-READY %s\n' "$(uname -r)" >&4
-while IFS=' ' read -r id req <&3; do
+# One request at a time: the host sends the next line only after the answer
+# to the last, so head (reading the tty in blocks, unlike read's byte-by-byte
+# syscalls, each slow under UML) never swallows part of the next request.
+while line=$(head -n 1 <&3) && [ -n "$line" ]; do
+    id=${line%% *} req=${line#* }
     case $id in
     '' | *[!0-9]*) continue ;; # line noise
     esac
