@@ -117,19 +117,19 @@ func TestRealWifi(t *testing.T) {
 	}
 
 	var home *lab.AccessPoint
-	ok := t.Run("home-wpa2", func(t *testing.T) {
+	t.Run("home-wpa2", func(t *testing.T) {
 		ev, n, how := joined(t, homeA, "")
-		home = apByBSSID(n.BSSID)
-		if home != homeA && home != homeB {
+		if ap := apByBSSID(n.BSSID); ap != homeA && ap != homeB {
 			t.Fatalf("joined %s, not a home access point", n.BSSID)
 		}
+		home = apByBSSID(n.BSSID)
 		t.Logf("%s; event %+v; network %+v", how, ev, n)
 		checkEvent(t, ev, home)
 		check(t, n, home, "wpa2")
 	})
 	t.Run("roam", func(t *testing.T) {
-		if !ok {
-			t.Skip("not at home")
+		if home == nil {
+			t.Skip("not at home (home-wpa2 failed or did not run)")
 		}
 		to := homeB
 		if home == homeB {
@@ -155,6 +155,20 @@ func TestRealWifi(t *testing.T) {
 			}
 		}
 		t.Logf("roamed %s → %s in %s; events: %s", home.BSSID, to.BSSID, took.Round(time.Millisecond), strings.Join(seq, "; "))
+		if out, err := g.Run(5*time.Second, "dmesg | grep -E 'for new auth|authenticate with' | tail -n 2"); err == nil {
+			t.Logf("guest kernel: %s", strings.Join(strings.Fields(out), " "))
+		}
+		// The merged watcher (150 ms debounce) should see the roam as one
+		// change of BSSID, not as the network going away: a blink would
+		// make the daemon drop the tunnel. Logged, not asserted: on a
+		// loaded machine the reassociation can outlast the debounce.
+		blink := false
+		for _, l := range ls[from:] {
+			if l.T == "merged" && len(l.Networks) == 0 {
+				blink = true
+			}
+		}
+		t.Logf("merged watcher went through \"no network\" during the roam: %v", blink)
 		// mac80211 with the SME in wpa_supplicant (every soft-MAC driver,
 		// hwsim included) reports a roam as a locally generated DISCONNECT
 		// (reason 1, no BSSID: cfg80211 never sends one with it) and a
