@@ -66,8 +66,14 @@ func (s *Source) handle() (*netlink.Handle, error) {
 // (ENOBUFS under a flood closes them).
 func (s *Source) Run(ctx context.Context, hint func()) error {
 	failing := ""
+	subscribed := func() {
+		if failing != "" {
+			s.log().Info("netlink: subscribed to kernel changes again")
+			failing = ""
+		}
+	}
 	for {
-		err := s.subscribeOnce(ctx, hint)
+		err := s.subscribeOnce(ctx, hint, subscribed)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -81,10 +87,6 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 				failing = msg
 			}
 		default:
-			if failing != "" {
-				s.log().Info("netlink: subscribed again")
-				failing = ""
-			}
 			s.log().Debug("netlink subscription ended; renewing", "err", err)
 		}
 		if s.Resubscribed != nil {
@@ -105,7 +107,9 @@ type subscribeError struct{ error }
 
 func (e subscribeError) Unwrap() error { return e.error }
 
-func (s *Source) subscribeOnce(ctx context.Context, hint func()) error {
+// subscribeOnce subscribes, calls subscribed, and follows the kernel's
+// changes until ctx is done or a subscription ends.
+func (s *Source) subscribeOnce(ctx context.Context, hint, subscribed func()) error {
 	done := make(chan struct{})
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
@@ -157,6 +161,7 @@ func (s *Source) subscribeOnce(ctx context.Context, hint func()) error {
 	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{Namespace: s.Netns, ErrorCallback: onErr}); err != nil {
 		return subscribeError{fmt.Errorf("subscribing to neighbours: %w", err)}
 	}
+	subscribed()
 	hint() // listening now: whatever changed before is worth a look
 	for {
 		select {
