@@ -31,6 +31,7 @@ type Watcher struct {
 	primary Network
 	all     []Network
 	live    map[string]bool
+	failing map[string]string // source name → its last Observe error (refresh only)
 }
 
 // New returns a Watcher over sources, which it starts when Run is called.
@@ -41,7 +42,8 @@ func New(sources []Source, o Options) *Watcher {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Watcher{sources: sources, o: o, changes: make(chan Network, 1), live: map[string]bool{}}
+	return &Watcher{sources: sources, o: o, changes: make(chan Network, 1), live: map[string]bool{},
+		failing: map[string]string{}}
 }
 
 // Changes delivers the primary network each time it changes (the zero
@@ -151,9 +153,13 @@ func (w *Watcher) refresh(ctx context.Context, first bool) {
 		cancel()
 		if err != nil {
 			if !errors.Is(err, ErrUnavailable) {
-				w.o.Log.Debug("observing", "source", s.Name(), "err", err)
+				w.observeFailed(s.Name(), err)
 			}
 			continue
+		}
+		if _, was := w.failing[s.Name()]; was {
+			w.o.Log.Info("network source observes again", "source", s.Name())
+			delete(w.failing, s.Name())
 		}
 		parts[s.Name()] = ns
 	}
@@ -171,6 +177,20 @@ func (w *Watcher) refresh(ctx context.Context, first bool) {
 	default:
 	}
 	w.changes <- primary
+}
+
+// observeFailed logs a source that cannot read what it watches: a warning
+// when it starts failing (or fails differently), as the networks it would
+// report are missing from every snapshot until it recovers; a debug line
+// for each repeat.
+func (w *Watcher) observeFailed(name string, err error) {
+	msg := err.Error()
+	if w.failing[name] == msg {
+		w.o.Log.Debug("observing", "source", name, "err", err)
+		return
+	}
+	w.failing[name] = msg
+	w.o.Log.Warn("network source cannot observe; its networks are missing until it can", "source", name, "err", err)
 }
 
 func sourceOrder(ss []Source) []string {

@@ -21,6 +21,7 @@ type fakeSource struct {
 	mu       sync.Mutex
 	nets     []Network
 	runErr   error
+	obsErr   error // Observe fails with it while set
 	hint     func()
 	ready    chan struct{}
 	observes atomic.Int32
@@ -48,7 +49,18 @@ func (f *fakeSource) Observe(context.Context) ([]Network, error) {
 	f.observes.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.obsErr != nil {
+		return nil, f.obsErr
+	}
 	return append([]Network(nil), f.nets...), nil
+}
+
+func (f *fakeSource) setErr(err error) {
+	f.mu.Lock()
+	f.obsErr = err
+	h := f.hint
+	f.mu.Unlock()
+	h()
 }
 
 func (f *fakeSource) set(nets ...Network) {
@@ -177,5 +189,47 @@ func TestWatcherUnavailableSource(t *testing.T) {
 	}
 	if wifi.observes.Load() > 1 {
 		t.Errorf("the unavailable source was read %d times", wifi.observes.Load())
+	}
+}
+
+// TestWatcherSourceCannotObserve: a source that runs but cannot read what
+// it watches (issue #15: rtnetlink on a kernel without xfrm_user) is a
+// warning once, not a debug line per read, and its recovery is logged.
+func TestWatcherSourceCannotObserve(t *testing.T) {
+	a := newFake("netlink")
+	a.obsErr = fmt.Errorf("protocol not supported")
+	w, log, stop := startWatcher(t, a)
+	defer stop()
+	<-a.ready
+	if n := next(t, w); !n.IsZero() {
+		t.Fatalf("first: %+v", n)
+	}
+	for range 3 {
+		before := a.observes.Load()
+		a.hint()
+		for a.observes.Load() == before {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if c := strings.Count(log.String(), "level=WARN"); c != 1 || !strings.Contains(log.String(), "source=netlink") ||
+		!strings.Contains(log.String(), "protocol not supported") {
+		t.Errorf("want one warning naming the source and the error; log:\n%s", log.String())
+	}
+	a.mu.Lock()
+	a.nets = []Network{{Interface: "eth0", Gateway: gw, Address: netip.MustParsePrefix("10.0.0.7/24")}}
+	a.mu.Unlock()
+	a.setErr(nil)
+	if n := next(t, w); n.Interface != "eth0" {
+		t.Fatalf("after recovery: %+v", n)
+	}
+	if !strings.Contains(log.String(), "observes again") {
+		t.Errorf("recovery not logged:\n%s", log.String())
+	}
+	a.setErr(fmt.Errorf("another failure"))
+	if n := next(t, w); !n.IsZero() {
+		t.Fatalf("failing again: %+v", n)
+	}
+	if c := strings.Count(log.String(), "level=WARN"); c != 2 {
+		t.Errorf("a new failure after recovery: %d warnings, want 2:\n%s", c, log.String())
 	}
 }

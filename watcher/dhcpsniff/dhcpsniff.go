@@ -256,7 +256,7 @@ func (s *Source) ifaceInfo(idx int) (string, net.HardwareAddr, []netip.Addr) {
 	var h *netlink.Handle
 	var err error
 	if s.Netns != nil {
-		h, err = netlink.NewHandleAt(*s.Netns, unix.NETLINK_ROUTE)
+		h, err = netlink.NewHandleAt(*s.Netns, unix.NETLINK_ROUTE) // only the family used: see rtnetlink.Source.handle
 	} else {
 		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}

@@ -35,6 +35,9 @@ type Source struct {
 	// deliver events without one (genltest).
 	SkipJoin bool
 	Log      *slog.Logger
+	// OnEvent, if set, is called from Run with every association event
+	// (CONNECT, ROAM, DISCONNECT) after the source has noted it.
+	OnEvent func(Event)
 
 	mu    sync.Mutex
 	assoc map[uint32]Event // per ifindex: the last CONNECT/ROAM
@@ -125,6 +128,9 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 				continue // not an association event
 			}
 			s.note(ev)
+			if s.OnEvent != nil {
+				s.OnEvent(ev)
+			}
 			hint()
 		}
 	}

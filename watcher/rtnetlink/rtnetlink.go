@@ -5,6 +5,7 @@ package rtnetlink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -42,23 +43,52 @@ func (s *Source) log() *slog.Logger {
 	return s.Log
 }
 
+// handle opens a route netlink socket only. netlink.NewHandle() with no
+// families also opens XFRM and netfilter sockets, and fails as a whole
+// ("protocol not supported") on a kernel without xfrm_user, which this
+// source never needs.
 func (s *Source) handle() (*netlink.Handle, error) {
+	var h *netlink.Handle
+	var err error
 	if s.Netns != nil {
-		return netlink.NewHandleAt(*s.Netns)
+		h, err = netlink.NewHandleAt(*s.Netns, unix.NETLINK_ROUTE)
+	} else {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
-	return netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("route netlink socket: %w", err)
+	}
+	return h, nil
 }
 
 // Run implements watcher.Source: it hints on every link, address, route and
 // neighbour change, renewing the subscriptions when the kernel drops them
 // (ENOBUFS under a flood closes them).
 func (s *Source) Run(ctx context.Context, hint func()) error {
+	failing := ""
+	subscribed := func() {
+		if failing != "" {
+			s.log().Info("netlink: subscribed to kernel changes again")
+			failing = ""
+		}
+	}
 	for {
-		err := s.subscribeOnce(ctx, hint)
+		err := s.subscribeOnce(ctx, hint, subscribed)
 		if ctx.Err() != nil {
 			return nil
 		}
-		s.log().Debug("netlink subscription ended; renewing", "err", err)
+		var se subscribeError
+		switch {
+		case errors.As(err, &se):
+			// Not listening at all: say so once per distinct failure,
+			// loudly, as nothing will be seen until it works.
+			if msg := err.Error(); msg != failing {
+				s.log().Warn("netlink: cannot subscribe to kernel changes; retrying", "err", err)
+				failing = msg
+			}
+		default:
+			s.log().Debug("netlink subscription ended; renewing", "err", err)
+		}
 		if s.Resubscribed != nil {
 			s.Resubscribed()
 		}
@@ -71,7 +101,15 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 	}
 }
 
-func (s *Source) subscribeOnce(ctx context.Context, hint func()) error {
+// subscribeError: subscribing failed, as opposed to a subscription that
+// ended (ENOBUFS under a flood closes one).
+type subscribeError struct{ error }
+
+func (e subscribeError) Unwrap() error { return e.error }
+
+// subscribeOnce subscribes, calls subscribed, and follows the kernel's
+// changes until ctx is done or a subscription ends.
+func (s *Source) subscribeOnce(ctx context.Context, hint, subscribed func()) error {
 	done := make(chan struct{})
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
@@ -109,20 +147,21 @@ func (s *Source) subscribeOnce(ctx context.Context, hint func()) error {
 		close(addrs)
 		close(routes)
 		close(neighs)
-		return fmt.Errorf("subscribing to links: %w", err)
+		return subscribeError{fmt.Errorf("subscribing to links: %w", err)}
 	}
 	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{Namespace: s.Netns, ErrorCallback: onErr}); err != nil {
 		close(routes)
 		close(neighs)
-		return fmt.Errorf("subscribing to addresses: %w", err)
+		return subscribeError{fmt.Errorf("subscribing to addresses: %w", err)}
 	}
 	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: s.Netns, ErrorCallback: onErr}); err != nil {
 		close(neighs)
-		return fmt.Errorf("subscribing to routes: %w", err)
+		return subscribeError{fmt.Errorf("subscribing to routes: %w", err)}
 	}
 	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{Namespace: s.Netns, ErrorCallback: onErr}); err != nil {
-		return fmt.Errorf("subscribing to neighbours: %w", err)
+		return subscribeError{fmt.Errorf("subscribing to neighbours: %w", err)}
 	}
+	subscribed()
 	hint() // listening now: whatever changed before is worth a look
 	for {
 		select {

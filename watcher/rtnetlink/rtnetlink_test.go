@@ -2,7 +2,10 @@ package rtnetlink
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,5 +85,39 @@ func TestRealKernel(t *testing.T) {
 	waitHint("link down", h2)
 	if ns := observe(); len(ns) != 0 {
 		t.Errorf("after link down: %+v", ns)
+	}
+}
+
+// TestCannotSubscribeWarns: a source that cannot subscribe at all (here: its
+// namespace handle is not a network namespace) says so once at warning
+// level while it keeps retrying, instead of a debug line every 100 ms.
+func TestCannotSubscribeWarns(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	bad := netns.NsHandle(f.Fd())
+	var log lab.SyncBuffer
+	s := &Source{Netns: &bad, Log: slog.New(slog.NewTextHandler(&log, nil))}
+	var renewed atomic.Int32
+	s.Resubscribed = func() { renewed.Add(1) }
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, func() {}) }()
+	for renewed.Load() < 3 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if renewed.Load() < 3 {
+		t.Fatalf("retried %d times", renewed.Load())
+	}
+	if c := strings.Count(log.String(), "level=WARN"); c != 1 || !strings.Contains(log.String(), "cannot subscribe") {
+		t.Errorf("want one warning over %d attempts; log:\n%s", renewed.Load(), log.String())
+	}
+	if _, err := s.Observe(context.Background()); err == nil {
+		t.Error("Observe in a namespace that is not one succeeded")
 	}
 }
