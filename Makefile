@@ -30,7 +30,7 @@ MANDIR       ?= $(DATADIR)/man
 CONFDIR      := /etc/roamtun
 AUTOSTARTDIR ?= /etc/xdg/autostart
 
-.PHONY: all build deps demo test check fmt vet bench fuzz clean install uninstall deb
+.PHONY: all build deps demo test check fmt vet tidy lint bench fuzz clean install uninstall deb
 
 all: build
 
@@ -64,7 +64,16 @@ demo: deps build
 test: deps check
 	ROAMTUN_REQUIRE_PRIVILEGED=1 $(GO) test $(TESTFLAGS) ./...
 
-check: fmt vet
+check: fmt vet tidy lint
+
+# tidy: go.mod and go.sum say exactly what the code imports.
+tidy:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
+
+# lint: staticcheck, fetched through the module proxy at a pinned version.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	$(GO) run $(STATICCHECK) ./...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -119,8 +119,11 @@ func (l *Lab) Namespace(role string) (*Namespace, error) {
 	// Every process the lab starts in the namespace (through ip netns exec)
 	// sees this file bind-mounted over /etc/resolv.conf: DNS changes made
 	// in a lab never reach the host's.
-	if err := os.MkdirAll(filepath.Dir(ns.ResolvConf()), 0o755); err == nil {
-		err = os.WriteFile(ns.ResolvConf(), []byte("# resolv.conf of lab namespace "+name+"\nnameserver 10.200.1.1\n"), 0o644)
+	if err := os.MkdirAll(filepath.Dir(ns.ResolvConf()), 0o755); err != nil {
+		return nil, fmt.Errorf("lab namespace %s: %w", name, err)
+	}
+	if err := os.WriteFile(ns.ResolvConf(), []byte("# resolv.conf of lab namespace "+name+"\nnameserver 10.200.1.1\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("lab namespace %s: %w", name, err)
 	}
 	l.mu.Lock()
 	l.nss = append(l.nss, ns)

@@ -78,8 +78,7 @@ func TestDecoderDrops(t *testing.T) {
 	badFCS := append([]byte{}, good...)
 	badFCS[5] ^= 0x01
 	long := AppendFrame(nil, ProtoIPv4, make([]byte, 2000), TxOptions{})
-	badHdr := AppendFrame(nil, ProtoIPv4, []byte("x"), TxOptions{ACFC: true})
-	badHdr = frameRaw([]byte{0xFF, 0x05, 0x00, 0x21, 'x'})
+	badHdr := frameRaw([]byte{0xFF, 0x05, 0x00, 0x21, 'x'}) // control field not 0x03
 	abort := []byte{flagSeq, 0xFF, 0x03, escapeSeq, flagSeq}
 	runt := frameRaw(nil) // nothing but an FCS
 	evenProto := frameRaw([]byte{0xFF, 0x03, 0x00, 0x20, 'x'})

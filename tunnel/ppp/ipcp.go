@@ -26,12 +26,11 @@ type ipcp struct {
 	l *Link
 	f *fsm
 
-	local            netip.Addr // what we ask for / were given
-	dns              [2]netip.Addr
-	askDNS           [2]bool
-	peer             netip.Addr
-	wantAddr         bool
-	local4, peerSeen bool
+	local    netip.Addr // what we ask for / were given
+	dns      [2]netip.Addr
+	askDNS   [2]bool
+	peer     netip.Addr
+	wantAddr bool
 }
 
 func newIPCP(l *Link) *ipcp {

@@ -24,14 +24,12 @@ const (
 // lcpWants is what we ask for in our Configure-Request; fields are dropped
 // as the peer rejects them.
 type lcpWants struct {
-	mru            int
-	accm           bool
-	magic          uint32
-	useMagic       bool
-	pfc, acfc      bool
-	chap           bool // ask the peer to authenticate with CHAP-MD5
-	mruN, accmV    uint32
-	authRejectSeen bool
+	mru       int
+	accm      bool
+	magic     uint32
+	useMagic  bool
+	pfc, acfc bool
+	chap      bool // ask the peer to authenticate with CHAP-MD5
 }
 
 // lcp is the Link Control Protocol: it owns the link's framing options, the
