@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -25,7 +24,7 @@ type Desktop struct {
 // StartDesktop starts the desktop for t. dunst's context menu ("dmenu") is
 // a script choosing the entry named with WantMenuEntry, so that a click on
 // an action can be made through the real server.
-func StartDesktop(t testing.TB) *Desktop {
+func StartDesktop(t TB) *Desktop {
 	t.Helper()
 	for _, c := range []string{"dbus-daemon", "dbus-monitor", "Xvfb", "dunst", "dunstctl"} {
 		RequireCommand(t, c)
@@ -102,7 +101,7 @@ func (d *Desktop) WantMenuEntry(label string) {
 }
 
 // Dunstctl runs dunstctl against the desktop's dunst.
-func (d *Desktop) Dunstctl(t testing.TB, args ...string) string {
+func (d *Desktop) Dunstctl(t TB, args ...string) string {
 	t.Helper()
 	c := exec.Command("dunstctl", args...)
 	c.Env = d.Env
@@ -127,7 +126,7 @@ func (d *Desktop) BusLog() string {
 }
 
 // WaitUntil polls cond for up to a minute (a deadline, not a measurement).
-func WaitUntil(t testing.TB, what string, cond func() bool) {
+func WaitUntil(t TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {

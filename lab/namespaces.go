@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -27,7 +26,7 @@ import (
 // RequirePrivileged skips a test that needs root, unless the environment
 // says privileged tests must run (ROAMTUN_REQUIRE_PRIVILEGED=1, as in CI):
 // then a missing privilege fails the test instead.
-func RequirePrivileged(t testing.TB) {
+func RequirePrivileged(t TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -39,7 +38,7 @@ func RequirePrivileged(t testing.TB) {
 }
 
 // RequireCommand is RequirePrivileged for a program the test drives.
-func RequireCommand(t testing.TB, name string) string {
+func RequireCommand(t TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err == nil {
@@ -79,7 +78,7 @@ func New(prefix string) (*Lab, error) {
 }
 
 // NewT is New for a test: it needs root, and Close runs at cleanup.
-func NewT(t testing.TB) *Lab {
+func NewT(t TB) *Lab {
 	t.Helper()
 	RequirePrivileged(t)
 	l, err := New("rt")
@@ -312,4 +311,17 @@ func (ns *Namespace) pids() []int {
 func (ns *Namespace) Exists() bool {
 	_, err := os.Stat("/run/netns/" + ns.name)
 	return err == nil
+}
+
+// TB is the part of testing.TB the lab's helpers use; *testing.T and
+// *testing.B satisfy it. The lab does not import package testing, so that
+// roamtun demo, which builds its namespaces with the lab, does not link the
+// test framework into the product.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
 }

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -112,7 +111,7 @@ func moduleRoot() (string, error) {
 // RequireWifi returns the Wi-Fi kernel, or skips the test when there is
 // none or hostapd, wpa_supplicant and iw are missing (fails instead under
 // ROAMTUN_REQUIRE_PRIVILEGED=1). It also needs root.
-func RequireWifi(t testing.TB) string {
+func RequireWifi(t TB) string {
 	t.Helper()
 	RequirePrivileged(t)
 	for _, c := range []string{"hostapd", "hostapd_cli", "wpa_supplicant", "wpa_cli", "iw", "xz"} {
