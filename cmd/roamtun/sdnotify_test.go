@@ -184,7 +184,8 @@ hooks_dir = %q
 	}
 	i := sd.await(t, ready, `^STATUS=connecting: no rule matched; default \(.*10-default.toml:1\)$`)
 
-	// roamtun reload: the policy now blocks.
+	// roamtun reload: the policy now blocks. (No RELOADING=1 here: the
+	// control socket reloads inside package daemon, which tells no one.)
 	writePolicy(policyBlock)
 	out, err := exec.Command(bin, "reload", "--config", cfg).CombinedOutput()
 	if err != nil || string(out) != "policy reloaded\n" {
