@@ -739,6 +739,14 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	})
 }
 
+// Ping returns once Run's loop has taken a request and answered it: the
+// state machine is alive (the systemd watchdog asks this), and, with
+// Standby, the standby firewall is in place (Run installs it before the
+// loop starts).
+func (d *Daemon) Ping(ctx context.Context) error {
+	return d.do(ctx, func(context.Context) error { return nil })
+}
+
 // Network returns the current network.
 func (d *Daemon) Network(ctx context.Context) (watcher.Network, error) {
 	var n watcher.Network

@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
+	"log/slog"
 	"os"
+	"os/signal"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/internal/serveraddr"
 	"github.com/roamtun/roamtun/policy"
@@ -25,6 +29,11 @@ func init() {
 }
 
 func runDaemon(e *env, args []string) error {
+	// SIGHUP reloads (as `roamtun reload` does); caught from the start, as
+	// its default action would end the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := configOnly(e, daemonCmd, args)
 	if err != nil {
 		return err
@@ -76,29 +85,85 @@ func runDaemon(e *env, args []string) error {
 		}
 	})
 	wg.Go(func() { holder.Run(ctx, 2*time.Second, e.log, func(*policy.Policy) { d.Reload(ctx) }) })
-	sdNotify("READY=1\nSTATUS=watching networks")
-	e.log.Info("roamtun daemon running", "socket", cfg.Daemon.Socket, "state_dir", cfg.Daemon.StateDir)
-	err = d.Run(ctx)
-	sdNotify("STOPPING=1")
+	wg.Go(func() { reportStatus(ctx, d, e.log) })
+	running := make(chan error, 1)
+	wg.Go(func() { running <- d.Run(ctx) })
+	err = supervise(ctx, d, running, hup, cfg, e.log)
 	cancel()
 	wg.Wait()
 	hooks.Close()
 	return err
 }
 
-// sdNotify tells systemd (Type=notify) about the service, if it listens.
-func sdNotify(state string) {
-	path := os.Getenv("NOTIFY_SOCKET")
-	if path == "" {
-		return
+// supervise keeps systemd told how the daemon fares while Run goes, and
+// returns Run's error: READY=1 once the state machine answers (so after the
+// standby firewall is up: units ordered after network-pre.target start on
+// a closed network), watchdog pings proven by a round trip through the state
+// machine, a reload on SIGHUP, STOPPING=1 as the teardown begins.
+func supervise(ctx context.Context, d *daemon.Daemon, running <-chan error, hup <-chan os.Signal, cfg *config.Config, log *slog.Logger) error {
+	if ended, err := waitRunning(ctx, d, running); ended {
+		return err
 	}
-	if path[0] == '@' {
-		path = "\x00" + path[1:]
+	tellSystemd(log, "READY=1")
+	log.Info("roamtun daemon running", "socket", cfg.Daemon.Socket, "state_dir", cfg.Daemon.StateDir)
+	if every, ok := watchdogInterval(); ok {
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); runWatchdog(wctx, every, d.Ping, log) }()
+		defer func() { stop(); <-done }()
 	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return
+	for {
+		select {
+		case <-hup:
+			reload(ctx, d, "SIGHUP", log)
+		case <-ctx.Done():
+			tellSystemd(log, "STOPPING=1")
+			return <-running
+		case err := <-running:
+			tellSystemd(log, "STOPPING=1")
+			return err
+		}
 	}
-	defer conn.Close()
-	conn.Write([]byte(state))
+}
+
+// waitRunning waits until Run's loop answers a ping, or Run ends (then
+// ended is true and err is Run's error): the standby firewall failed, or
+// the daemon was stopped while starting.
+func waitRunning(ctx context.Context, d *daemon.Daemon, running <-chan error) (ended bool, err error) {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pinged := make(chan error, 1)
+	go func() { pinged <- d.Ping(pctx) }()
+	select {
+	case err := <-pinged:
+		if err == nil {
+			return false, nil
+		}
+		return true, <-running // ctx ended: Run returns too
+	case err := <-running:
+		cancel()
+		<-pinged
+		return true, err
+	}
+}
+
+// reload re-reads the policy in the daemon, bracketed by RELOADING=1 and
+// READY=1 for systemd (253+ waits for READY=1 after its SIGHUP with
+// Type=notify-reload).
+func reload(ctx context.Context, d *daemon.Daemon, by string, log *slog.Logger) {
+	tellSystemd(log, sdReloading())
+	if err := d.Reload(ctx); err != nil {
+		log.Error("policy not reloaded, the last good one stays", "by", by, "err", err)
+	} else {
+		log.Info("policy reloaded", "by", by)
+	}
+	tellSystemd(log, "READY=1\n"+sdStatus(d.Status()))
+}
+
+// tellSystemd is sdNotify whose failure is logged: systemd asked for the
+// message (NOTIFY_SOCKET) but cannot be told.
+func tellSystemd(log *slog.Logger, state string) {
+	if err := sdNotify(state); err != nil {
+		log.Warn("cannot tell systemd", "state", strings.SplitN(state, "\n", 2)[0], "err", err)
+	}
 }
