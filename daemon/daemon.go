@@ -71,10 +71,18 @@ type Status struct {
 	Override string         `json:"override,omitempty"` // "up" or "down" until the network changes
 }
 
-// Options wire a Daemon.
+// Options wire a Daemon. Config and Host are needed; the rest have
+// defaults (the real supervisor, network watcher and clock) or may be nil.
 type Options struct {
 	Config *config.Config
-	System *System
+	Host   Host // *System, or a fake
+	// Supervise runs a tunnel; nil: tunnel.Supervise.
+	Supervise Supervisor
+	// WatchNetwork kicks a waiting redial on network changes; nil:
+	// tunnel.WatchNetwork.
+	WatchNetwork NetWatcher
+	// Clock: nil is the real one.
+	Clock  Clock
 	Policy *policy.Holder
 	Verify *policy.VerifyCache // host-key probes for verify rules, cached per network; nil: none
 	// Networks delivers the primary network whenever it changes; the zero
@@ -118,7 +126,7 @@ type Daemon struct {
 	run      *tunnelRun
 	portal   map[string]time.Time // per network: direct traffic allowed until, to sign in
 	done     chan struct{}        // closed when Run returns
-	standby  *tunnel.Standby
+	standby  Standby
 	open     string // the interface the standby firewall lets out
 
 	bg sync.WaitGroup // background lookups (learnAddrs); joined when Run returns
@@ -129,7 +137,7 @@ type tunnelRun struct {
 	gen     int
 	key     string // profile + interface: the same key survives roams
 	profile *config.Profile
-	guard   *Guard
+	guard   Guard
 	cancel  context.CancelFunc
 	done    chan struct{}
 	ups     int
@@ -146,6 +154,15 @@ type tunEvent struct {
 func New(o Options) *Daemon {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Supervise == nil {
+		o.Supervise = tunnel.Supervise
+	}
+	if o.WatchNetwork == nil {
+		o.WatchNetwork = tunnel.WatchNetwork
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
 	}
 	return &Daemon{o: o, log: o.Log, reqs: make(chan func(context.Context)), events: make(chan tunEvent, 64),
 		subs: map[chan Status]struct{}{}, portal: map[string]time.Time{},
@@ -164,14 +181,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		for _, p := range d.o.Config.Profiles {
 			exempt = append(exempt, p.Interface)
 		}
-		st, err := tunnel.StartStandby(d.o.System.J, exempt)
+		st, err := d.o.Host.Standby(exempt)
 		if err != nil {
 			return fmt.Errorf("lockdown: standby firewall: %w", err)
 		}
 		d.standby = st
 		d.allowProbes(ctx)
 		defer func() {
-			if err := st.Stop(d.o.System.J); err != nil {
+			if err := st.Stop(); err != nil {
 				d.log.Error("removing the standby firewall", "err", err)
 			}
 		}()
@@ -358,7 +375,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	if block {
 		prof.Lockdown = true
 	}
-	guard, err := d.o.System.Protect(ctx, &prof, servers[0])
+	guard, err := d.o.Host.Protect(ctx, &prof, servers[0])
 	if err != nil {
 		d.log.Error("protecting the network failed", "err", err)
 		d.setStatus(func(s *Status) { *s = Status{State: StateBlocked, Reason: err.Error()}; base(s) })
@@ -399,16 +416,16 @@ func (d *Daemon) inPortal(ctx context.Context, n watcher.Network, dec policy.Dec
 	window := d.o.Config.Daemon.PortalWindow
 	until, seen := d.portal[key]
 	if !seen {
-		until = time.Now().Add(window)
+		until = d.o.Clock.Now().Add(window)
 		d.portal[key] = until
-		time.AfterFunc(window, func() {
+		d.o.Clock.AfterFunc(window, func() {
 			select {
 			case d.reqs <- func(ctx context.Context) { d.evaluate(ctx) }:
 			case <-d.done:
 			}
 		})
 	}
-	if !time.Now().Before(until) {
+	if !d.o.Clock.Now().Before(until) {
 		d.log.Warn("captive portal: sign-in window over; tunnelling (lockdown) anyway", "network", n.DisplaySSID())
 		return false
 	}
@@ -416,7 +433,7 @@ func (d *Daemon) inPortal(ctx context.Context, n watcher.Network, dec policy.Dec
 	d.letOut(n.Interface) // direct traffic, to sign in
 	d.setStatus(func(s *Status) {
 		*s = Status{State: StatePortal, Reason: fmt.Sprintf("captive portal: sign in within %s (until %s); direct traffic is allowed until then, the tunnel follows",
-			time.Until(until).Round(time.Second), until.Format("15:04:05"))}
+			until.Sub(d.o.Clock.Now()).Round(time.Second), until.Format("15:04:05"))}
 		base(s)
 	})
 	return true
@@ -460,10 +477,13 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	kick := make(chan struct{}, 1)
-	go tunnel.WatchNetwork(rctx, kick, p.Interface, 100*time.Millisecond, d.log)
-	go func() {
-		defer close(r.done)
-		err := tunnel.Supervise(rctx, tunnel.SuperviseOptions{
+	// Both goroutines belong to the run: stop cancels rctx and waits for
+	// r.done, closed once both have returned.
+	var wg sync.WaitGroup
+	wg.Go(func() { d.o.WatchNetwork(rctx, kick, p.Interface, 100*time.Millisecond, d.log) })
+	defer func() { go func() { wg.Wait(); close(r.done) }() }()
+	wg.Go(func() {
+		err := d.o.Supervise(rctx, tunnel.SuperviseOptions{
 			Dial: dialer, LogPrefix: prefix, Log: d.log, Kick: kick,
 			Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: d.log},
 			OnEvent: func(ev tunnel.Event) {
@@ -493,7 +513,7 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 		if err != nil && !errors.Is(err, ppp.ErrClosed) {
 			d.log.Warn("tunnel supervision ended", "err", err)
 		}
-	}()
+	})
 }
 
 func (d *Daemon) onTunnelEvent(te tunEvent) {

@@ -152,7 +152,7 @@ keepalive = "1s"
 		t.Fatal(err)
 	}
 	nets := make(chan watcher.Network)
-	d := daemon.New(daemon.Options{Config: cfg, System: sys, Policy: holder, Networks: nets, Log: log})
+	d := daemon.New(daemon.Options{Config: cfg, Host: sys, Policy: holder, Networks: nets, Log: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()

@@ -25,9 +25,9 @@ const KindDNS = "dns"
 // the firewall and DNS goes through its journal, so that whatever a killed
 // run left behind is undone by the next (or by `roamtun cleanup`).
 type System struct {
-	J   *journal.Journal
-	DNS dnsctl.Options
-	Log *slog.Logger
+	Journal *journal.Journal
+	DNS     dnsctl.Options
+	Log     *slog.Logger
 }
 
 // OpenSystem takes the journal in d.StateDir: one roamtun at a time.
@@ -40,7 +40,7 @@ func OpenSystem(d config.Daemon, log *slog.Logger) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &System{J: j, Log: log, DNS: dnsctl.Options{Backend: d.DNS, StateDir: d.StateDir, Log: log}}, nil
+	return &System{Journal: j, Log: log, DNS: dnsctl.Options{Backend: d.DNS, StateDir: d.StateDir, Log: log}}, nil
 }
 
 // Recover opens the system (OpenSystem) and undoes what an earlier run
@@ -76,19 +76,18 @@ func (s *System) Cleanup(ctx context.Context) (int, error) {
 		}
 		return dnsctl.Revert(ctx, s.DNS, c)
 	}
-	return s.J.Replay(ctx, undo)
+	return s.Journal.Replay(ctx, undo)
 }
 
 // Close releases the journal; pending entries stay for the next run.
-func (s *System) Close() error { return s.J.Close() }
+func (s *System) Close() error { return s.Journal.Close() }
 
-// Guard is one profile's protection on the uplink: routes and lockdown from
-// Protect until Close, the tunnel's default route and DNS while it is up.
-type Guard struct {
+// guard is one profile's protection on the uplink (Guard): routes and
+// lockdown from Protect until Close, the tunnel's default route and DNS
+// while it is up.
+type guard struct {
 	s       *System
 	p       *config.Profile
-	Server  netip.Addr
-	Path    tunnel.Path
 	routing *tunnel.Routing
 
 	mu       sync.Mutex
@@ -102,14 +101,14 @@ type Guard struct {
 // sets up the routing (and with the profile's lockdown, the firewall): from
 // here on nothing but ssh to the server leaves the uplink outside the tunnel
 // (with lockdown), and DHCP/option 121 routes in main cannot divert traffic.
-func (s *System) Protect(ctx context.Context, p *config.Profile, server netip.Addr) (*Guard, error) {
+func (s *System) Protect(ctx context.Context, p *config.Profile, server netip.Addr) (Guard, error) {
 	path, err := tunnel.FindPath(server, p.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 	}
-	g := &Guard{s: s, p: p, Server: server, Path: path}
+	g := &guard{s: s, p: p}
 	g.routing = tunnel.NewRouting(tunnel.RoutingOptions{Server: server, ServerPort: p.Port, Path: path,
-		IPv6: p.IPv6, Lockdown: p.Lockdown, Journal: s.J, Log: s.Log})
+		IPv6: p.IPv6, Lockdown: p.Lockdown, Journal: s.Journal, Log: s.Log})
 	if err := g.routing.Setup(); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 	}
@@ -118,7 +117,7 @@ func (s *System) Protect(ctx context.Context, p *config.Profile, server netip.Ad
 
 // Up routes everything through the tunnel's TUN and points DNS at the
 // servers IPCP gave.
-func (g *Guard) Up(ctx context.Context, ifname string, sess ppp.Session) error {
+func (g *guard) Up(ctx context.Context, ifname string, sess ppp.Session) error {
 	if err := g.routing.TunnelUp(ifname, sess); err != nil {
 		return err
 	}
@@ -127,27 +126,27 @@ func (g *Guard) Up(ctx context.Context, ifname string, sess ppp.Session) error {
 
 // Forbidden is what the far end may not hand us over IPCP (the server's
 // address, the uplink's subnets), for ppp.Config.Forbidden.
-func (g *Guard) Forbidden() []ppp.Forbidden { return g.routing.Forbidden() }
+func (g *guard) Forbidden() []ppp.Forbidden { return g.routing.Forbidden() }
 
 // UseServer moves the server's host route and the lockdown's hole to addr,
 // another address of the same server, before a dial.
-func (g *Guard) UseServer(addr netip.Addr) error { return g.routing.UseServer(addr) }
+func (g *guard) UseServer(addr netip.Addr) error { return g.routing.UseServer(addr) }
 
 // Refresh puts the server's route in line with the uplink before a dial
 // (a new gateway after a roam, a flushed interface).
-func (g *Guard) Refresh() error { return g.routing.Refresh() }
+func (g *guard) Refresh() error { return g.routing.Refresh() }
 
 // Down notes that the TUN went away (its routes went with it). DNS stays
 // pointed at the tunnel's servers while redialing, so no query leaks to the
 // untrusted network's resolver meanwhile.
-func (g *Guard) Down() { g.routing.TunnelDown() }
+func (g *guard) Down() { g.routing.TunnelDown() }
 
 // Close undoes everything Protect and Up did, newest first.
-func (g *Guard) Close(ctx context.Context) error {
+func (g *guard) Close(ctx context.Context) error {
 	return errors.Join(g.dnsClose(ctx), g.routing.Teardown())
 }
 
-func (g *Guard) dnsUp(ctx context.Context, ifname string, servers []netip.Addr) error {
+func (g *guard) dnsUp(ctx context.Context, ifname string, servers []netip.Addr) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(servers) == 0 {
@@ -167,14 +166,14 @@ func (g *Guard) dnsUp(ctx context.Context, ifname string, servers []netip.Addr) 
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
-	e, err := g.s.J.Record(KindDNS, c)
+	e, err := g.s.Journal.Record(KindDNS, c)
 	if err != nil {
 		return err
 	}
 	if err := dnsctl.Apply(ctx, g.s.DNS, c); err != nil {
 		// A half-made change is undone; the entry goes once that worked.
 		if rerr := dnsctl.Revert(ctx, g.s.DNS, c); rerr == nil {
-			g.s.J.Done(e)
+			g.s.Journal.Done(e)
 		}
 		return fmt.Errorf("dns: %w", err)
 	}
@@ -196,13 +195,13 @@ func sameSettings(c *dnsctl.Change, s dnsctl.Settings) bool {
 	return c.Link == s.Link && slices.Equal(c.Servers, s.Servers)
 }
 
-func (g *Guard) dnsClose(ctx context.Context) error {
+func (g *guard) dnsClose(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.dnsCloseLocked(ctx)
 }
 
-func (g *Guard) dnsCloseLocked(ctx context.Context) error {
+func (g *guard) dnsCloseLocked(ctx context.Context) error {
 	if g.dns == nil {
 		return nil
 	}
@@ -211,7 +210,7 @@ func (g *Guard) dnsCloseLocked(ctx context.Context) error {
 	if err := dnsctl.Revert(ctx, g.s.DNS, *g.dns); err != nil {
 		return fmt.Errorf("dns: restoring: %w (left in the journal for roamtun cleanup)", err)
 	}
-	g.s.J.Done(g.dnsEntry)
+	g.s.Journal.Done(g.dnsEntry)
 	g.s.Log.Info("dns restored", "backend", g.dns.Backend)
 	g.dns, g.dnsEntry = nil, nil
 	return nil

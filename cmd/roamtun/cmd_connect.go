@@ -50,7 +50,7 @@ func runConnect(e *env, args []string) (rerr error) {
 	argv, prefix := p.DialCommand, "dial"
 	// Routes, lockdown and DNS: set up before the first dial, undone on
 	// the way out (and by roamtun cleanup if we are killed).
-	var guard *daemon.Guard
+	var guard daemon.Guard
 	var rot *serveraddr.Rotation
 	var book *serveraddr.Book
 	if p.Host == "" {

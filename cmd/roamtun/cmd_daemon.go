@@ -68,7 +68,7 @@ func runDaemon(e *env, args []string) error {
 	for _, p := range cfg.Profiles {
 		standby = standby || p.Lockdown
 	}
-	d := daemon.New(daemon.Options{Config: cfg, System: sys, Policy: holder, Networks: nets, Hooks: hooks, Standby: standby,
+	d := daemon.New(daemon.Options{Config: cfg, Host: sys, Policy: holder, Networks: nets, Hooks: hooks, Standby: standby,
 		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log})
 	ctl := &daemon.Control{D: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
 		Group: cfg.Daemon.SocketGroup, Log: e.log}

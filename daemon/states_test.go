@@ -1,0 +1,327 @@
+package daemon_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/policy"
+	"github.com/roamtun/roamtun/tunnel"
+	"github.com/roamtun/roamtun/watcher"
+)
+
+// The state machine against fakes (no root, no kernel, virtual time): each
+// scenario is a list of steps — a network snapshot, tunnel events, the
+// clock, a request — each followed by the state it must lead to and the
+// calls it must make on the host, in order.
+
+const statesPolicy = `[[rule]]
+name = "home"
+interface = "wifi"
+ssid = "Home"
+bssid = ["aa:aa:aa:aa:aa:01", "aa:aa:aa:aa:aa:02"]
+security = ["wpa2"]
+action = "trust"
+
+[[rule]]
+name = "office"
+interface = "wifi"
+ssid = "Office"
+security = ["wpa2"]
+verify = "192.0.2.22:22"
+action = "trust"
+
+[[rule]]
+name = "hostile"
+ssid = "Evil"
+action = "block"
+
+[default]
+action = "tunnel"
+profile = "home"
+`
+
+// fakeVerifier answers host-key probes: ok says whether the pinned key
+// answered.
+type fakeVerifier struct{ ok bool }
+
+func (v *fakeVerifier) Verify(context.Context, string, string) error {
+	if v.ok {
+		return nil
+	}
+	return errors.New("host key verification failed")
+}
+
+type harness struct {
+	t      *testing.T
+	d      *daemon.Daemon
+	tr     *transcript
+	links  *fakeLinks
+	clock  *fakeClock
+	nets   chan watcher.Network
+	verify *fakeVerifier
+	run    *fakeRun
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "networks.d")
+	os.Mkdir(pol, 0o755)
+	os.WriteFile(filepath.Join(pol, "10-rules.toml"), []byte(statesPolicy), 0o644)
+	secrets := filepath.Join(dir, "chap-secrets")
+	os.WriteFile(secrets, []byte("client server a\nserver client b\n"), 0o600)
+	cfg, err := config.Parse(filepath.Join(dir, "roamtun.toml"), fmt.Appendf(nil, `[daemon]
+state_dir = %q
+policy_dir = %q
+portal_window = "2m"
+
+[profile.home]
+host = "198.51.100.7"
+dial_command = ["fake-dial"]
+secrets = %q
+interface = "roamtun0"
+`, filepath.Join(dir, "state"), pol, secrets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := policy.NewHolder(pol, policy.Profiles{"home": filepath.Join(dir, "known_hosts")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, tr: &transcript{}, clock: &fakeClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)},
+		nets: make(chan watcher.Network), verify: &fakeVerifier{}}
+	h.links = newFakeLinks(h.tr)
+	h.d = daemon.New(daemon.Options{Config: cfg, Host: &fakeHost{tr: h.tr}, Policy: holder, Networks: h.nets,
+		Standby: true, Supervise: h.links.Supervise, Clock: h.clock,
+		WatchNetwork: func(ctx context.Context, _ chan<- struct{}, _ string, _ time.Duration, _ *slog.Logger) {
+			<-ctx.Done()
+		},
+		Verify: policy.NewVerifyCache(h.verify, time.Minute)})
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		checkGoroutines(t, base)
+	})
+	h.expect(daemon.StateIdle, "standby start roamtun0", "standby probes [192.0.2.22:22]")
+	return h
+}
+
+// network sends a snapshot and waits until the daemon has acted on it.
+func (h *harness) network(n watcher.Network) {
+	h.nets <- n
+	h.flush()
+}
+
+// flush waits for the daemon's goroutine to finish what it was doing.
+func (h *harness) flush() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.d.Ping(ctx); err != nil {
+		h.t.Fatalf("the daemon does not answer: %v", err)
+	}
+}
+
+// link takes the tunnel run the daemon started and plays events on it.
+func (h *harness) link(evs ...tunnel.Event) {
+	h.t.Helper()
+	if h.run == nil {
+		h.run = h.links.next(h.t)
+	}
+	h.run.play(evs...)
+}
+
+// expect waits for state, then compares the calls made since the last
+// expect.
+func (h *harness) expect(state daemon.State, calls ...string) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.d.Status().State != state {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("state %s (%s), want %s", h.d.Status().State, h.d.Status().Reason, state)
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+	h.flush()
+	if diff := cmp.Diff(calls, h.tr.take(), cmpNil); diff != "" {
+		h.t.Fatalf("in state %s, calls (-want +got):\n%s", state, diff)
+	}
+}
+
+var cmpNil = cmp.Transformer("nil", func(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+})
+
+var (
+	home1 = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Home", BSSID: "aa:aa:aa:aa:aa:01",
+		Security: watcher.SecurityWPA2, Gateway: netip.MustParseAddr("192.168.1.1")}
+	home2     = with(home1, func(n *watcher.Network) { n.BSSID = "aa:aa:aa:aa:aa:02" })
+	evilTwin  = with(home1, func(n *watcher.Network) { n.BSSID = "66:66:66:66:66:66" })
+	cafe      = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Cafe", BSSID: "cc:cc:cc:cc:cc:01", Security: watcher.SecurityOpen}
+	cafeAP2   = with(cafe, func(n *watcher.Network) { n.BSSID = "cc:cc:cc:cc:cc:02" })
+	portal    = with(cafe, func(n *watcher.Network) { n.Connectivity = watcher.ConnectivityPortal })
+	signedIn  = with(cafe, func(n *watcher.Network) { n.Connectivity = watcher.ConnectivityFull })
+	office    = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Office", BSSID: "0f:0f:0f:0f:0f:01", Security: watcher.SecurityWPA2}
+	hostile   = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Evil", BSSID: "ee:ee:ee:ee:ee:01", Security: watcher.SecurityOpen}
+	noNetwork = watcher.Network{}
+)
+
+func with(n watcher.Network, f func(*watcher.Network)) watcher.Network { f(&n); return n }
+
+// tunnelUp is what bringing the tunnel up on wlan0 costs: protection, the
+// uplink let out of the standby firewall, one dial, the link up.
+func (h *harness) tunnelUp() {
+	h.t.Helper()
+	h.expect(daemon.StateConnecting, "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+	h.link(dialing(1))
+	h.link(up())
+	h.expect(daemon.StateUp, "guard refresh", "guard server 198.51.100.7", "dial fake-dial <nil>",
+		"guard up roamtun0 10.9.0.2 dns [10.9.0.53]")
+}
+
+func TestStates(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		run  func(h *harness)
+	}{
+		{"trusted home is used directly", func(h *harness) {
+			h.network(home1)
+			h.expect(daemon.StateDirect, "standby open wlan0")
+		}},
+		{"an evil twin of home (other BSSID) is tunnelled", func(h *harness) {
+			h.network(evilTwin)
+			h.tunnelUp()
+			if r := h.d.Status().Reason; !strings.Contains(r, "66:66:66:66:66:66") {
+				t.Errorf("the reason does not name the unpinned BSSID: %s", r)
+			}
+		}},
+		{"a roam within the café keeps the tunnel", func(h *harness) {
+			h.network(cafe)
+			h.tunnelUp()
+			h.network(cafeAP2)
+			h.expect(daemon.StateUp, "guard refresh")
+		}},
+		{"a roam between home's access points stays direct", func(h *harness) {
+			h.network(home1)
+			h.expect(daemon.StateDirect, "standby open wlan0")
+			h.network(home2)
+			h.expect(daemon.StateDirect)
+		}},
+		{"the link drops and comes back", func(h *harness) {
+			h.network(cafe)
+			h.tunnelUp()
+			h.link(down("echo timeout"))
+			h.expect(daemon.StateReconnecting, "guard down")
+			h.link(dialing(1), up())
+			h.expect(daemon.StateUp, "guard refresh", "guard server 198.51.100.7", "dial fake-dial <nil>",
+				"guard up roamtun0 10.9.0.2 dns [10.9.0.53]")
+			if n := h.d.Status().Tunnel.Reconnects; n != 1 {
+				t.Errorf("reconnects %d, want 1", n)
+			}
+		}},
+		{"a flap: gone, then back", func(h *harness) {
+			h.network(cafe)
+			h.tunnelUp()
+			h.network(noNetwork)
+			h.expect(daemon.StateIdle, "link stopped", "guard close", "standby close wlan0")
+			h.network(cafe)
+			h.run = nil
+			h.tunnelUp()
+		}},
+		{"untrusted to trusted puts everything back", func(h *harness) {
+			h.network(cafe)
+			h.tunnelUp()
+			h.network(home1) // wlan0 stays open: from held by the guard to trusted
+			h.expect(daemon.StateDirect, "link stopped", "guard close")
+		}},
+		{"a block rule locks down without dialing", func(h *harness) {
+			h.network(hostile)
+			h.expect(daemon.StateBlocked, "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+		}},
+		{"verify: the pinned key answers, trusted", func(h *harness) {
+			h.verify.ok = true
+			h.network(office)
+			h.expect(daemon.StateDirect, "standby open wlan0")
+		}},
+		{"verify: no answer, tunnelled", func(h *harness) {
+			h.network(office)
+			h.tunnelUp()
+		}},
+		{"override down, then the network changes", func(h *harness) {
+			h.network(cafe)
+			h.tunnelUp()
+			if err := h.d.Down(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			h.expect(daemon.StateDirect, "link stopped", "guard close")
+			h.network(hostile) // another network: the override ends
+			h.expect(daemon.StateBlocked, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+		}},
+		{"override up on a trusted network", func(h *harness) {
+			h.network(home1)
+			h.expect(daemon.StateDirect, "standby open wlan0")
+			if err := h.d.Up(context.Background(), ""); err != nil {
+				t.Fatal(err)
+			}
+			h.expect(daemon.StateConnecting, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+		}},
+		{"a captive portal: sign-in window, then the tunnel", func(h *harness) {
+			h.network(portal)
+			h.expect(daemon.StatePortal, "standby open wlan0")
+			h.clock.advance(time.Minute)
+			h.flush()
+			h.expect(daemon.StatePortal)
+			h.clock.advance(time.Minute) // the window closes: tunnel anyway
+			h.expect(daemon.StateConnecting, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+		}},
+		{"a captive portal: signed in within the window", func(h *harness) {
+			h.network(portal)
+			h.expect(daemon.StatePortal, "standby open wlan0")
+			h.network(signedIn) // the portal's opening is closed before the guard holds wlan0
+			h.expect(daemon.StateConnecting, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			c.run(h)
+		})
+	}
+}
+
+// checkGoroutines waits until no more goroutines run than base (everything
+// the daemon started has been joined), or fails with their stacks.
+func checkGoroutines(t *testing.T, base int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Errorf("goroutines: %d, want at most %d; stacks:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
