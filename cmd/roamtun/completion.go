@@ -192,7 +192,7 @@ _roamtun() {
 		case $words[1] in
 `)
 	for _, c := range all {
-		w.printf("\t\t(%s)\n\t\t\t_arguments -s \\\n\t\t\t\t'(- *)--help[show the usage, flags and exit status]'", c.name)
+		w.printf("\t\t(%s)\n\t\t\t_arguments \\\n\t\t\t\t'(- *)--help[show the usage, flags and exit status]'", c.name)
 		for _, f := range c.flags {
 			desc := zshQuote(f.usage)
 			switch {
@@ -215,6 +215,8 @@ _roamtun() {
 			w.printf(" \\\n\t\t\t\t'*: :_files'")
 		case "commands", "shells":
 			w.printf(" \\\n\t\t\t\t'1: :(%s)'", strings.Join(words(k), " "))
+		default: // arguments with nothing to offer, so that flags after them complete
+			w.printf(" \\\n\t\t\t\t'*: :'")
 		}
 		w.printf(" && ret=0\n\t\t\t;;\n")
 	}
