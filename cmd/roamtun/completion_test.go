@@ -72,13 +72,15 @@ var completionCases = []struct {
 	{"roamtun help tru", []string{"trust"}},
 	{"roamtun completion ", []string{"bash", "zsh", "fish"}},
 	{"roamtun networks --", []string{"--json", "--config", "--help"}},
+	{"roamtun explain --interface=", []string{"wifi", "ethernet"}},
+	{"roamtun explain --interface=w", []string{"wifi"}},
 }
 
 func TestBashCompletes(t *testing.T) {
 	script := generated(t, "roamtun.bash", "completion", "bash")
 	lab.RequireCommand(t, "bash")
 	for _, tc := range completionCases {
-		words := strings.Fields(tc.line)
+		words := strings.Fields(strings.ReplaceAll(tc.line, "=", " = ")) // readline splits at "="
 		if strings.HasSuffix(tc.line, " ") {
 			words = append(words, "")
 		}
@@ -116,7 +118,11 @@ func TestFishCompletes(t *testing.T) {
 		}
 		var got []string
 		for _, l := range strings.Split(string(out), "\n") {
-			got = append(got, strings.SplitN(l, "\t", 2)[0])
+			w := strings.SplitN(l, "\t", 2)[0]
+			if i := strings.Index(w, "="); i >= 0 {
+				w = w[i+1:] // fish offers "--interface=wifi"
+			}
+			got = append(got, w)
 		}
 		for _, w := range tc.want {
 			if !slices.Contains(got, w) {
