@@ -27,6 +27,9 @@ SYSUSERSDIR  ?= $(LIBDIR)/sysusers.d
 DATADIR      ?= $(PREFIX)/share
 DOCDIR       ?= $(DATADIR)/doc/roamtun
 MANDIR       ?= $(DATADIR)/man
+BASHCOMPDIR  ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR   ?= $(DATADIR)/zsh/vendor-completions
+FISHCOMPDIR  ?= $(DATADIR)/fish/vendor_completions.d
 CONFDIR      := /etc/roamtun
 AUTOSTARTDIR ?= /etc/xdg/autostart
 
@@ -98,7 +101,8 @@ fuzz:
 	done
 
 # install copies the binary, the units (their paths rewritten to BINDIR),
-# tmpfiles, sysusers, the man page, docs and examples. The configuration
+# tmpfiles, sysusers, the man page and shell completions (which the binary
+# prints from its command table), docs and examples. The configuration
 # /etc/roamtun/roamtun.toml (no profile yet) is installed only where there is
 # none. Installing into the live system (no DESTDIR) also creates the group
 # and reloads systemd; it starts nothing.
@@ -106,7 +110,8 @@ install: $(BIN)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) \
 		$(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(DOCDIR)/examples/networks.d $(DESTDIR)$(DOCDIR)/examples/hooks.d \
-		$(DESTDIR)$(CONFDIR)/networks.d $(DESTDIR)$(CONFDIR)/hooks.d $(DESTDIR)$(AUTOSTARTDIR)
+		$(DESTDIR)$(CONFDIR)/networks.d $(DESTDIR)$(CONFDIR)/hooks.d $(DESTDIR)$(AUTOSTARTDIR) \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/roamtun
 	sed 's|/usr/bin/roamtun|$(BINDIR)/roamtun|g' dist/systemd/roamtun.service >$(DESTDIR)$(UNITDIR)/roamtun.service
 	sed 's|/usr/bin/roamtun|$(BINDIR)/roamtun|g' dist/systemd/roamtun-notify.service >$(DESTDIR)$(USERUNITDIR)/roamtun-notify.service
@@ -115,7 +120,12 @@ install: $(BIN)
 		$(DESTDIR)$(AUTOSTARTDIR)/roamtun-notify.desktop
 	install -m 0644 dist/systemd/roamtun.tmpfiles $(DESTDIR)$(TMPFILESDIR)/roamtun.conf
 	install -m 0644 dist/systemd/roamtun.sysusers $(DESTDIR)$(SYSUSERSDIR)/roamtun.conf
-	install -m 0644 dist/man/roamtun.1 $(DESTDIR)$(MANDIR)/man1/roamtun.1
+	$(BIN) man >$(DESTDIR)$(MANDIR)/man1/roamtun.1
+	$(BIN) completion bash >$(DESTDIR)$(BASHCOMPDIR)/roamtun
+	$(BIN) completion zsh >$(DESTDIR)$(ZSHCOMPDIR)/_roamtun
+	$(BIN) completion fish >$(DESTDIR)$(FISHCOMPDIR)/roamtun.fish
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/roamtun.1 $(DESTDIR)$(BASHCOMPDIR)/roamtun \
+		$(DESTDIR)$(ZSHCOMPDIR)/_roamtun $(DESTDIR)$(FISHCOMPDIR)/roamtun.fish
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -m 0644 dist/etc/roamtun/roamtun.toml $(DESTDIR)$(DOCDIR)/examples/roamtun.toml
 	install -m 0644 dist/etc/roamtun/networks.d/10-home.toml $(DESTDIR)$(DOCDIR)/examples/networks.d/10-home.toml
@@ -136,7 +146,8 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/roamtun $(DESTDIR)$(UNITDIR)/roamtun.service \
 		$(DESTDIR)$(USERUNITDIR)/roamtun-notify.service $(DESTDIR)$(TMPFILESDIR)/roamtun.conf \
 		$(DESTDIR)$(SYSUSERSDIR)/roamtun.conf $(DESTDIR)$(MANDIR)/man1/roamtun.1 \
-		$(DESTDIR)$(AUTOSTARTDIR)/roamtun-notify.desktop
+		$(DESTDIR)$(AUTOSTARTDIR)/roamtun-notify.desktop $(DESTDIR)$(BASHCOMPDIR)/roamtun \
+		$(DESTDIR)$(ZSHCOMPDIR)/_roamtun $(DESTDIR)$(FISHCOMPDIR)/roamtun.fish
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 # deb writes $(DEBDIR)/roamtun_VERSION_ARCH.deb (bin/ unless told): `make

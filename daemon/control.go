@@ -452,12 +452,20 @@ func (c *Control) handle(ctx context.Context, req Request) Response {
 	return fail(fmt.Errorf("request: unknown cmd %q", req.Cmd))
 }
 
+// ErrNotRunning is wrapped by the errors of Call and Watch when nothing
+// listens on the control socket: it does not exist or refuses connections.
+// (A socket the caller may not open is another error: the daemon runs.)
+var ErrNotRunning = errors.New("roamtun daemon is not running")
+
 // Call sends one request to the daemon's socket and returns its response.
 func Call(ctx context.Context, socket string, req Request) (Response, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
-		return Response{}, fmt.Errorf("cannot reach the daemon at %s (is roamtun daemon running?): %w", socket, err)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+			return Response{}, fmt.Errorf("%w (nothing listens on %s): %w", ErrNotRunning, socket, err)
+		}
+		return Response{}, fmt.Errorf("cannot reach the daemon at %s: %w", socket, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -484,7 +492,10 @@ func Watch(ctx context.Context, socket string, fn func(Status) error) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
-		return fmt.Errorf("cannot reach the daemon at %s (is roamtun daemon running?): %w", socket, err)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+			return fmt.Errorf("%w (nothing listens on %s): %w", ErrNotRunning, socket, err)
+		}
+		return fmt.Errorf("cannot reach the daemon at %s: %w", socket, err)
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

@@ -23,17 +23,17 @@ func init() {
 func runServerSetup(e *env, args []string) error {
 	fs, _ := newFlags(e, serverSetupCmd)
 	s := tunnel.ServerSetup{}
-	fs.StringVar(&s.User, "user", "ppp-link", "the dedicated account on the server")
+	fs.StringVar(&s.User, "user", "ppp-link", "the dedicated account (`NAME`) on the server")
 	from := fs.String("from", "", "accept the key only from this `CIDR` (authorized_keys from=)")
-	fs.StringVar(&s.FarEnd, "far-end", "pppd", "what runs on the server: pppd or roamtun")
-	local := fs.String("local", "10.9.0.1", "the server's address on the link")
-	peer := fs.String("peer", "10.9.0.2", "the laptop's address on the link")
-	dns := fs.String("dns", "", "DNS server to offer (default: --local)")
-	fs.StringVar(&s.Host, "host", "", "the server's name as the laptop dials it")
+	fs.StringVar(&s.FarEnd, "far-end", "pppd", "what runs on the server: `pppd|roamtun`")
+	local := fs.String("local", "10.9.0.1", "the server's address (`IP`) on the link")
+	peer := fs.String("peer", "10.9.0.2", "the laptop's address (`IP`) on the link")
+	dns := fs.String("dns", "", "DNS server (`IP`) to offer (default: --local)")
+	fs.StringVar(&s.Host, "host", "", "the server's `NAME` as the laptop dials it")
 	fs.IntVar(&s.Port, "port", 22, "the server's ssh port")
-	hostKey := fs.String("host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "the server's host key, to pin on the laptop")
-	fs.StringVar(&s.Roamtun, "roamtun", "/usr/bin/roamtun", "where roamtun is installed on the server (--far-end roamtun)")
-	fs.StringVar(&s.ServeBinary, "serve-binary", "/usr/lib/roamtun/roamtun-serve", "where the capable copy of roamtun goes, runnable only by group "+tunnel.LinkGroup+" (--far-end roamtun)")
+	hostKey := fs.String("host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "the server's host key `FILE`, to pin on the laptop")
+	fs.StringVar(&s.Roamtun, "roamtun", "/usr/bin/roamtun", "`PATH` where roamtun is installed on the server (--far-end roamtun)")
+	fs.StringVar(&s.ServeBinary, "serve-binary", "/usr/lib/roamtun/roamtun-serve", "`PATH` where the capable copy of roamtun goes, runnable only by group "+tunnel.LinkGroup+" (--far-end roamtun)")
 	apply := fs.Bool("apply", false, "run the server's part here (as root) instead of printing it; print the laptop's part")
 	if err := parseFlags(fs, args); err != nil {
 		return err

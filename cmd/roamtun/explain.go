@@ -11,7 +11,7 @@ import (
 
 func init() {
 	register(&command{name: "explain",
-		usage: "[--json] [--interface wifi|ethernet] [--ssid S] [--bssid B] [--security K] [--gateway-mac M]",
+		usage: "[--json] [--interface wifi|ethernet] [--ssid SSID] [--bssid MAC] [--security KIND] [--gateway-mac MAC]",
 		help:  "show the policy's verdict for such a network", run: runExplain})
 }
 
@@ -26,11 +26,11 @@ type explainJSON struct {
 func runExplain(e *env, args []string) error {
 	fs, cfgPath := newFlags(e, commands["explain"])
 	asJSON := fs.Bool("json", false, "print {\"action\",\"rule\",\"profile\",\"reason\"}")
-	kind := fs.String("interface", "wifi", "kind of link: wifi or ethernet")
-	ssid := fs.String("ssid", "", "SSID (raw bytes as given)")
-	bssid := fs.String("bssid", "", "BSSID aa:bb:cc:dd:ee:ff")
-	sec := fs.String("security", "", "security: none, open, wep, wpa, wpa2, wpa3, 8021x (default wpa2 on wifi, none on ethernet)")
-	gwmac := fs.String("gateway-mac", "", "gateway MAC address")
+	kind := fs.String("interface", "wifi", "kind of link: `wifi|ethernet`")
+	ssid := fs.String("ssid", "", "`SSID` (raw bytes as given)")
+	bssid := fs.String("bssid", "", "BSSID, a `MAC` such as aa:bb:cc:dd:ee:ff")
+	sec := fs.String("security", "", "security `KIND`: none, open, wep, wpa, wpa2, wpa3, 8021x (default wpa2 on wifi, none on ethernet)")
+	gwmac := fs.String("gateway-mac", "", "gateway `MAC` address")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/roamtun/roamtun/daemon"
 )
 
 // command is one subcommand. Each lives in its own file and registers itself
@@ -43,6 +45,7 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+	flags  *flag.FlagSet // set by newFlags: the running command's flags
 }
 
 // usageError makes main exit 2 and print the command's usage.
@@ -67,77 +70,107 @@ func logLevel() slog.Level {
 	return slog.LevelInfo
 }
 
-// run dispatches args to a subcommand and maps its result to an exit status:
-// 0 success, 1 failure (one line on stderr), 2 usage error.
+// Exit statuses, the same for every subcommand (DESIGN.md, roamtun(1)).
+const (
+	exitOK         = 0 // success
+	exitFailure    = 1 // failure, with a one-line reason on stderr
+	exitUsage      = 2 // usage error
+	exitNotRunning = 3 // the daemon is not running: its socket is missing or refuses connections
+)
+
+// run dispatches args to a subcommand and maps its result to an exit status.
 func run(e *env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		printUsage(e.stderr)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+		return exitUsage
 	}
-	c, ok := commands[args[0]]
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "-help" {
+		name = "help"
+	}
+	c, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(e.stderr, "roamtun: unknown command %q\n", args[0])
 		printUsage(e.stderr)
-		return 2
+		return exitUsage
 	}
 	if err := refuseCapable(c.name); err != nil {
 		fmt.Fprintf(e.stderr, "roamtun %s: %s\n", c.name, err)
-		return 1
+		return exitFailure
 	}
 	err := c.run(e, args[1:])
 	var ue usageError
 	switch {
 	case err == nil:
-		return 0
+		return exitOK
 	case errors.Is(err, flag.ErrHelp):
-		return 0
+		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(e.stderr, "roamtun %s: %s\nusage: roamtun %s %s\n", c.name, ue.msg, c.name, c.usage)
-		return 2
+		fmt.Fprintf(e.stderr, "roamtun %s: %s\nusage: roamtun %s %s\n(roamtun help %s: its flags and exit status)\n",
+			c.name, ue.msg, c.name, c.usage, c.name)
+		return exitUsage
+	case errors.Is(err, daemon.ErrNotRunning):
+		fmt.Fprintf(e.stderr, "roamtun %s: %s\n", c.name, err)
+		return exitNotRunning
 	default:
 		fmt.Fprintf(e.stderr, "roamtun %s: %s\n", c.name, err)
-		return 1
+		return exitFailure
 	}
 }
 
+// printUsage lists the commands.
 func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: roamtun COMMAND [flags] [arguments]")
+	for _, c := range sortedCommands() {
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.help)
+	}
+	fmt.Fprintln(w, "\"roamtun help COMMAND\" or \"roamtun COMMAND --help\" shows a command's flags and exit status.")
+}
+
+func sortedCommands() []*command {
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	fmt.Fprintln(w, "usage: roamtun COMMAND [flags]")
-	for _, n := range names {
-		c := commands[n]
-		fmt.Fprintf(w, "  %-14s %s\n", n, c.help)
+	out := make([]*command, len(names))
+	for i, n := range names {
+		out[i] = commands[n]
 	}
+	return out
 }
 
 // newFlags returns a flag set for a subcommand that reports errors as usage
-// errors (exit 2) instead of exiting itself. Every subcommand takes --config.
+// errors (exit 2) instead of exiting itself, and prints the command's help
+// on --help. Every subcommand takes --config. The set is kept in e, so that
+// help, completions and the man page can list a command's flags by running
+// it with --help (see flagsOf).
 func newFlags(e *env, c *command) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet("roamtun "+c.name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: roamtun %s %s\n  %s\n", c.name, c.usage, c.help)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(io.Discard) // run reports the error, once
+	fs.Usage = func() { writeCommandHelp(e.stdout, c, fs) }
+	e.flags = fs
 	cfg := fs.String("config", defaultConfigPath(), "configuration `FILE`")
 	return fs, cfg
 }
 
-// parseFlags parses args and turns flag errors into usage errors.
+// parseFlags parses args, flags and positional arguments in any order (see
+// interleave), and turns flag errors into usage errors. On --help it
+// prints the command's help and returns flag.ErrHelp.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+	help := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(interleave(fs, args))
+	fs.Usage = help
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		help()
+		return err
+	default:
 		return usageError{strings.TrimSpace(err.Error())}
 	}
-	return nil
 }
 
 func defaultConfigPath() string {

@@ -28,7 +28,7 @@ func TestDispatch(t *testing.T) {
 		inStderr string
 	}{
 		{nil, 2, "usage: roamtun COMMAND"},
-		{[]string{"help"}, 0, "serve"},
+		{[]string{"help", "frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{[]string{"serve"}, 2, "--local is required"},
 		{[]string{"serve", "--local", "10.0.0.1"}, 2, "--peer is required"},

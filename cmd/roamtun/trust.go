@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
@@ -14,11 +16,11 @@ import (
 
 func init() {
 	register(&command{name: "trust",
-		usage: "[--bssid[=MAC]] [--gateway[=MAC]] [--security K,K] [--verify HOST:PORT] [--profile P] [SSID]",
+		usage: "[--bssid[=MAC]] [--gateway[=MAC]] [--security KINDS] [--verify HOST:PORT] [--profile PROFILE] [SSID]",
 		help:  "trust the current or named network", run: runTrust})
 	register(&command{name: "untrust", usage: "[SSID]",
 		help: "stop trusting the current or named network", run: runUntrust})
-	register(&command{name: "networks", usage: "",
+	register(&command{name: "networks", usage: "[--json] [--config FILE]",
 		help: "list the policy's rules and default", run: runNetworks})
 }
 
@@ -81,9 +83,9 @@ func runTrust(e *env, args []string) error {
 	var bssid, gw pinFlag
 	fs.Var(&bssid, "bssid", "pin the BSSID: alone the current one, or `MAC` (glob; repeatable)")
 	fs.Var(&gw, "gateway", "pin the gateway MAC: alone the current one, or `MAC` (glob; repeatable)")
-	sec := fs.String("security", "wpa2,wpa3", "accepted security `kinds`, comma-separated")
+	sec := fs.String("security", "wpa2,wpa3", "accepted security `KINDS`, comma-separated")
 	verify := fs.String("verify", "", "trust only if `HOST:PORT` answers with the profile's pinned host key")
-	profile := fs.String("profile", "", "profile whose known_hosts verify uses (default: the policy default's)")
+	profile := fs.String("profile", "", "`PROFILE` whose known_hosts verify uses (default: the policy default's)")
 	if err := parseFlags(fs, joinPinValues(args)); err != nil {
 		return err
 	}
@@ -159,6 +161,7 @@ func runUntrust(e *env, args []string) error {
 
 func runNetworks(e *env, args []string) error {
 	fs, cfgPath := newFlags(e, commands["networks"])
+	asJSON := fs.Bool("json", false, `print {"rules":[RULE...],"default":RULE}, each RULE {"file","line","rule","match","action","profile"}`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -168,6 +171,9 @@ func runNetworks(e *env, args []string) error {
 	_, pol, err := loadPolicy(*cfgPath)
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		return writeNetworksJSON(e.stdout, pol)
 	}
 	w := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "WHERE\tRULE\tMATCH\tACTION")
@@ -192,5 +198,38 @@ func runNetworks(e *env, args []string) error {
 		return fmt.Errorf("writing: %w", err)
 	}
 	fmt.Fprintln(e.stdout, "(recently seen networks come from the daemon, which this build cannot ask yet)")
+	return nil
+}
+
+// networkRuleJSON is one rule in the --json output of networks. The
+// default has rule "default", match "anything else", and no file or line
+// when it is the built-in one.
+type networkRuleJSON struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Rule    string `json:"rule"`
+	Match   string `json:"match"`
+	Action  string `json:"action"`
+	Profile string `json:"profile"`
+}
+
+func writeNetworksJSON(w io.Writer, pol *policy.Policy) error {
+	out := struct {
+		Rules   []networkRuleJSON `json:"rules"`
+		Default networkRuleJSON   `json:"default"`
+	}{Rules: []networkRuleJSON{}}
+	for i := range pol.Rules {
+		r := &pol.Rules[i]
+		out.Rules = append(out.Rules, networkRuleJSON{File: r.File, Line: r.Line, Rule: r.Name,
+			Match: r.Describe(), Action: string(r.Action), Profile: r.Profile})
+	}
+	d := pol.Default
+	out.Default = networkRuleJSON{File: d.File, Line: d.Line, Rule: policy.DefaultRule,
+		Match: "anything else", Action: string(d.Action), Profile: d.Profile}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return fmt.Errorf("writing JSON: %w", err)
+	}
 	return nil
 }

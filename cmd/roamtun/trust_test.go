@@ -28,11 +28,11 @@ func TestTrustCLI(t *testing.T) {
 		{[]string{"trust", "--bssid", "aa:11:22:33:44:55", "Cafe"}, 0, "trusting Cafe"},
 		{[]string{"trust", "--gateway=00:11:22:33:44:55", "--security", "wpa3", "Work"}, 0, "trusting Work"},
 		{[]string{"trust", "--bssid", "Cafe"}, 2, "pin the current network's"},
-		{[]string{"trust"}, 1, "is roamtun daemon running?"},
+		{[]string{"trust"}, 3, "roamtun daemon is not running"},
 		{[]string{"trust", "--bssid=nope", "X"}, 1, "bssid: bad MAC"},
 		{[]string{"trust", "--verify", "host", "X"}, 1, "verify: want HOST:PORT"},
 		{[]string{"trust", "a", "b"}, 2, "at most one SSID"},
-		{[]string{"untrust"}, 1, "is roamtun daemon running?"},
+		{[]string{"untrust"}, 3, "roamtun daemon is not running"},
 		{[]string{"untrust", "HomeNet"}, 1, "10-home.toml:1"},
 		{[]string{"untrust", "Nowhere"}, 0, "no rule trusts Nowhere"},
 	}

@@ -130,7 +130,9 @@ func TestMakeInstall(t *testing.T) {
 		"usr/local/lib/systemd/user/roamtun-notify.service", "usr/local/lib/tmpfiles.d/roamtun.conf",
 		"usr/local/lib/sysusers.d/roamtun.conf", "usr/local/share/man/man1/roamtun.1",
 		"usr/local/share/doc/roamtun/examples/roamtun.toml", "etc/roamtun/roamtun.toml",
-		"etc/roamtun/networks.d", "etc/roamtun/hooks.d", "etc/xdg/autostart/roamtun-notify.desktop"} {
+		"etc/roamtun/networks.d", "etc/roamtun/hooks.d", "etc/xdg/autostart/roamtun-notify.desktop",
+		"usr/local/share/bash-completion/completions/roamtun", "usr/local/share/zsh/vendor-completions/_roamtun",
+		"usr/local/share/fish/vendor_completions.d/roamtun.fish"} {
 		if _, err := os.Stat(filepath.Join(dest, p)); err != nil {
 			t.Errorf("not installed: %v", err)
 		}
