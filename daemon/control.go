@@ -87,6 +87,10 @@ type Control struct {
 	// IdleTimeout closes a client that sends no complete request for this
 	// long; zero means 30 s.
 	IdleTimeout time.Duration
+	// Reload re-reads the policy (the reload request, and after trust or
+	// untrust); nil: D.Reload. The daemon's command sets one that also tells
+	// systemd.
+	Reload func(ctx context.Context) error
 
 	ln  unixListener
 	gid int
@@ -386,7 +390,7 @@ func (c *Control) handle(ctx context.Context, req Request) Response {
 		}
 		return Response{OK: true, Message: "tunnel off: the network is used directly until it changes"}
 	case "reload":
-		if err := c.D.Reload(ctx); err != nil {
+		if err := c.reload(ctx); err != nil {
 			return fail(fmt.Errorf("policy not reloaded, the last good one stays: %w", err))
 		}
 		return Response{OK: true, Message: "policy reloaded"}
@@ -442,7 +446,7 @@ func (c *Control) handle(ctx context.Context, req Request) Response {
 				msg = "no longer trusting " + where
 			}
 		}
-		if err := c.D.Reload(ctx); err != nil {
+		if err := c.reload(ctx); err != nil {
 			return fail(err)
 		}
 		return Response{OK: true, Message: msg}
@@ -456,6 +460,13 @@ func (c *Control) handle(ctx context.Context, req Request) Response {
 // listens on the control socket: it does not exist or refuses connections.
 // (A socket the caller may not open is another error: the daemon runs.)
 var ErrNotRunning = errors.New("roamtun daemon is not running")
+
+func (c *Control) reload(ctx context.Context) error {
+	if c.Reload != nil {
+		return c.Reload(ctx)
+	}
+	return c.D.Reload(ctx)
+}
 
 // Call sends one request to the daemon's socket and returns its response.
 func Call(ctx context.Context, socket string, req Request) (Response, error) {

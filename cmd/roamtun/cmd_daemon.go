@@ -71,7 +71,8 @@ func runDaemon(e *env, args []string) error {
 	d := daemon.New(daemon.Options{Config: cfg, Host: sys, Policy: holder, Networks: nets, Hooks: hooks, Standby: standby,
 		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log})
 	ctl := &daemon.Control{D: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
-		Group: cfg.Daemon.SocketGroup, Log: e.log}
+		Group: cfg.Daemon.SocketGroup, Log: e.log,
+		Reload: func(ctx context.Context) error { return reload(ctx, d, "control socket", e.log) }}
 	if err := ctl.Listen(cfg.Daemon.Socket); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
@@ -150,14 +151,16 @@ func waitRunning(ctx context.Context, d *daemon.Daemon, running <-chan error) (e
 // reload re-reads the policy in the daemon, bracketed by RELOADING=1 and
 // READY=1 for systemd (253+ waits for READY=1 after its SIGHUP with
 // Type=notify-reload).
-func reload(ctx context.Context, d *daemon.Daemon, by string, log *slog.Logger) {
+func reload(ctx context.Context, d *daemon.Daemon, by string, log *slog.Logger) error {
 	tellSystemd(log, sdReloading())
-	if err := d.Reload(ctx); err != nil {
+	err := d.Reload(ctx)
+	if err != nil {
 		log.Error("policy not reloaded, the last good one stays", "by", by, "err", err)
 	} else {
 		log.Info("policy reloaded", "by", by)
 	}
 	tellSystemd(log, "READY=1\n"+sdStatus(d.Status()))
+	return err
 }
 
 // tellSystemd is sdNotify whose failure is logged: systemd asked for the

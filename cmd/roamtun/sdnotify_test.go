@@ -184,13 +184,16 @@ hooks_dir = %q
 	}
 	i := sd.await(t, ready, `^STATUS=connecting: no rule matched; default \(.*10-default.toml:1\)$`)
 
-	// roamtun reload: the policy now blocks. (No RELOADING=1 here: the
-	// control socket reloads inside package daemon, which tells no one.)
+	// roamtun reload: the policy now blocks; RELOADING=1 first, READY=1
+	// last, as for SIGHUP.
 	writePolicy(policyBlock)
+	from0 := sd.count()
 	out, err := exec.Command(bin, "reload", "--config", cfg).CombinedOutput()
 	if err != nil || string(out) != "policy reloaded\n" {
 		t.Errorf("roamtun reload: %v, %q", err, out)
 	}
+	r0 := sd.await(t, from0, `^RELOADING=1\nMONOTONIC_USEC=[0-9]+$`)
+	sd.await(t, r0, `^READY=1\nSTATUS=blocked: `)
 	i = sd.await(t, i, `^STATUS=blocked: `)
 
 	// SIGHUP: the policy tunnels again; RELOADING=1 first, READY=1 last.
@@ -206,7 +209,7 @@ hooks_dir = %q
 	if out, err := inNS("ip", "link", "del", "v0"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	i = sd.await(t, i, `^STATUS=idle: no network: everything put back$`)
+	sd.await(t, i, `^STATUS=idle: no network: everything put back$`)
 
 	from = sd.count()
 	cmd.Process.Signal(syscall.SIGTERM)
