@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/control"
 	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/internal/serveraddr"
 	"github.com/roamtun/roamtun/policy"
@@ -70,7 +71,7 @@ func runDaemon(e *env, args []string) error {
 	}
 	d := daemon.New(daemon.Options{Config: cfg, Host: sys, Policy: holder, Networks: nets, Hooks: hooks, Standby: standby,
 		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log})
-	ctl := &daemon.Control{D: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
+	ctl := &control.Server{Daemon: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
 		Group: cfg.Daemon.SocketGroup, Log: e.log,
 		Reload: func(ctx context.Context) error { return reload(ctx, d, "control socket", e.log) }}
 	if err := ctl.Listen(cfg.Daemon.Socket); err != nil {

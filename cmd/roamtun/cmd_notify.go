@@ -8,6 +8,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/roamtun/roamtun/control"
 	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/notify"
 )
@@ -43,18 +44,18 @@ func runNotify(e *env, args []string) error {
 		return fmt.Errorf("session bus: %w", err)
 	}
 	defer conn.Close()
-	call := func(req daemon.Request) error {
+	call := func(req control.Request) error {
 		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 		defer cancel()
-		_, err := daemon.Call(ctx, sock, req)
+		_, err := control.Call(ctx, sock, req)
 		return err
 	}
 	agent, err := notify.New(notify.Options{Conn: conn, Log: e.log, OnAction: func(action string) error {
 		switch action {
 		case "disconnect":
-			return call(daemon.Request{Cmd: "down"})
+			return call(control.Request{Cmd: "down"})
 		case "trust":
-			return call(daemon.Request{Cmd: "trust", PinBSSID: true})
+			return call(control.Request{Cmd: "trust", PinBSSID: true})
 		case "signin":
 			return openURL(portalURL)
 		}
@@ -68,7 +69,7 @@ func runNotify(e *env, args []string) error {
 		defer close(events)
 		warned := false
 		for e.ctx.Err() == nil {
-			err := daemon.Watch(e.ctx, sock, func(s daemon.Status) error {
+			err := control.Watch(e.ctx, sock, func(s daemon.Status) error {
 				warned = false
 				events <- eventOf(s)
 				return nil

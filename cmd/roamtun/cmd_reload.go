@@ -1,6 +1,6 @@
 package main
 
-import "github.com/roamtun/roamtun/daemon"
+import "github.com/roamtun/roamtun/control"
 
 var reloadCmd = &command{
 	name:  "reload",
@@ -24,5 +24,5 @@ func runReload(e *env, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("reload takes no arguments")
 	}
-	return simpleCall(e, *cfgPath, daemon.Request{Cmd: "reload"})
+	return simpleCall(e, *cfgPath, control.Request{Cmd: "reload"})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/control"
 	"github.com/roamtun/roamtun/daemon"
 )
 
@@ -54,9 +55,9 @@ func runStatus(e *env, args []string) error {
 		return nil
 	}
 	if *watch {
-		return daemon.Watch(e.ctx, sock, print)
+		return control.Watch(e.ctx, sock, print)
 	}
-	resp, err := daemon.Call(e.ctx, sock, daemon.Request{Cmd: "status"})
+	resp, err := control.Call(e.ctx, sock, control.Request{Cmd: "status"})
 	if err != nil {
 		return err
 	}
@@ -128,7 +129,7 @@ func runUp(e *env, args []string) error {
 	if fs.NArg() > 1 {
 		return usagef("at most one PROFILE")
 	}
-	return simpleCall(e, *cfgPath, daemon.Request{Cmd: "up", Profile: fs.Arg(0)})
+	return simpleCall(e, *cfgPath, control.Request{Cmd: "up", Profile: fs.Arg(0)})
 }
 
 func runDown(e *env, args []string) error {
@@ -139,15 +140,15 @@ func runDown(e *env, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("down takes no arguments")
 	}
-	return simpleCall(e, *cfgPath, daemon.Request{Cmd: "down"})
+	return simpleCall(e, *cfgPath, control.Request{Cmd: "down"})
 }
 
-func simpleCall(e *env, cfgPath string, req daemon.Request) error {
+func simpleCall(e *env, cfgPath string, req control.Request) error {
 	sock, err := socketOf(cfgPath)
 	if err != nil {
 		return err
 	}
-	resp, err := daemon.Call(e.ctx, sock, req)
+	resp, err := control.Call(e.ctx, sock, req)
 	if err != nil {
 		return err
 	}

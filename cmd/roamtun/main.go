@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/control"
 )
 
 // command is one subcommand. Each lives in its own file and registers itself
@@ -109,7 +109,7 @@ func run(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "roamtun %s: %s\nusage: roamtun %s %s\n(roamtun help %s: its flags and exit status)\n",
 			c.name, ue.msg, c.name, c.usage, c.name)
 		return exitUsage
-	case errors.Is(err, daemon.ErrNotRunning):
+	case errors.Is(err, control.ErrNotRunning):
 		fmt.Fprintf(e.stderr, "roamtun %s: %s\n", c.name, err)
 		return exitNotRunning
 	default:

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/roamtun/roamtun/config"
-	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/control"
 	"github.com/roamtun/roamtun/policy"
 	"github.com/roamtun/roamtun/watcher"
 )
@@ -105,7 +105,7 @@ func runTrust(e *env, args []string) error {
 				kinds = splitList(*sec)
 			}
 		})
-		return simpleCall(e, *cfgPath, daemon.Request{Cmd: "trust", PinBSSID: bssid.current, PinGateway: gw.current,
+		return simpleCall(e, *cfgPath, control.Request{Cmd: "trust", PinBSSID: bssid.current, PinGateway: gw.current,
 			Security: kinds, Verify: *verify, Profile: *profile})
 	}
 	if bssid.current || gw.current {
@@ -143,7 +143,7 @@ func runUntrust(e *env, args []string) error {
 		return usagef("at most one SSID, got %d arguments", fs.NArg())
 	}
 	if fs.NArg() == 0 {
-		return simpleCall(e, *cfgPath, daemon.Request{Cmd: "untrust"})
+		return simpleCall(e, *cfgPath, control.Request{Cmd: "untrust"})
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -1,4 +1,4 @@
-package daemon_test
+package control_test
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/roamtun/roamtun/config"
+	"github.com/roamtun/roamtun/control"
 	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/lab"
 )
@@ -36,7 +37,7 @@ func TestControlChild(t *testing.T) {
 		holdConnections(sock)
 		return
 	}
-	_, err := daemon.Call(context.Background(), sock, daemon.Request{Cmd: "status"})
+	_, err := control.Call(context.Background(), sock, control.Request{Cmd: "status"})
 	if err == nil {
 		os.Stdout.WriteString("RESULT admitted\n")
 		return
@@ -61,7 +62,7 @@ func holdConnections(sock string) {
 		conn.SetDeadline(time.Now().Add(20 * time.Second))
 		conn.Write([]byte(`{"cmd":"status"}` + "\n"))
 		r := bufio.NewReader(conn)
-		var resp daemon.Response
+		var resp control.Response
 		if err := json.NewDecoder(r).Decode(&resp); err != nil {
 			fmt.Printf("RESULT read: %v\n", err)
 			return
@@ -88,11 +89,11 @@ func holdConnections(sock string) {
 	fmt.Printf("RESULT served=%d busy=%d idle-closed=%d\n", len(served), busy, closed)
 }
 
-func startControl(t *testing.T, dir, group string, tweak ...func(*daemon.Control)) (*daemon.Control, string) {
+func startControl(t *testing.T, dir, group string, tweak ...func(*control.Server)) (*control.Server, string) {
 	t.Helper()
 	cfg := &config.Config{Profiles: map[string]*config.Profile{}}
 	d := daemon.New(daemon.Options{Config: cfg})
-	c := &daemon.Control{D: d, PolicyDir: filepath.Join(dir, "networks.d"), Group: group}
+	c := &control.Server{Daemon: d, PolicyDir: filepath.Join(dir, "networks.d"), Group: group}
 	sock := filepath.Join(dir, "run", "roamtun.sock")
 	if err := c.Listen(sock); err != nil {
 		t.Fatal(err)
@@ -196,7 +197,7 @@ func TestControlBadRequests(t *testing.T) {
 	}
 	defer conn.Close()
 	r := bufio.NewReader(conn)
-	ask := func(line string) daemon.Response {
+	ask := func(line string) control.Response {
 		t.Helper()
 		if _, err := conn.Write([]byte(line + "\n")); err != nil {
 			t.Fatal(err)
@@ -205,7 +206,7 @@ func TestControlBadRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var resp daemon.Response
+		var resp control.Response
 		if err := json.Unmarshal(b, &resp); err != nil {
 			t.Fatalf("%q: %v", b, err)
 		}
@@ -275,7 +276,7 @@ func TestControlWatchHangup(t *testing.T) {
 		conn.Close()
 	}
 	waitFDs(t, base)
-	if _, err := daemon.Call(context.Background(), sock, daemon.Request{Cmd: "status"}); err != nil {
+	if _, err := control.Call(context.Background(), sock, control.Request{Cmd: "status"}); err != nil {
 		t.Fatalf("status after 500 watch hang-ups: %v", err)
 	}
 }
@@ -283,11 +284,11 @@ func TestControlWatchHangup(t *testing.T) {
 // TestControlAcceptErrors: failed accepts (EMFILE) are transient: the
 // socket answers again once they stop.
 func TestControlAcceptErrors(t *testing.T) {
-	_, sock := startControl(t, t.TempDir(), "", func(c *daemon.Control) { daemon.FailAccepts(c, 5) })
+	_, sock := startControl(t, t.TempDir(), "", func(c *control.Server) { control.FailAccepts(c, 5) })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for {
-		_, err := daemon.Call(ctx, sock, daemon.Request{Cmd: "status"})
+		_, err := control.Call(ctx, sock, control.Request{Cmd: "status"})
 		if err == nil {
 			return
 		}
@@ -311,7 +312,7 @@ func TestControlLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := worldDir(t)
-	_, sock := startControl(t, dir, g.Name, func(c *daemon.Control) { daemon.SetIdleTimeout(c, 2*time.Second) })
+	_, sock := startControl(t, dir, g.Name, func(c *control.Server) { control.SetIdleTimeout(c, 2*time.Second) })
 	cmd := childAs(t, sock, uid, gid)
 	cmd.Env = append(cmd.Env, controlChildHoldEnv+"=1")
 	out, err := cmd.StdoutPipe()
@@ -327,7 +328,7 @@ func TestControlLimits(t *testing.T) {
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, "HOLDING ") {
-			if _, err := daemon.Call(context.Background(), sock, daemon.Request{Cmd: "status"}); err != nil {
+			if _, err := control.Call(context.Background(), sock, control.Request{Cmd: "status"}); err != nil {
 				t.Errorf("root while a member holds its connections: %v", err)
 			}
 		}
@@ -338,4 +339,9 @@ func TestControlLimits(t *testing.T) {
 	if want := "served=8 busy=4 idle-closed=8"; result != want {
 		t.Errorf("greedy member: %q, want %q", result, want)
 	}
+}
+
+func openFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
 }

@@ -1,4 +1,4 @@
-package daemon
+package control
 
 import (
 	"net"
@@ -22,11 +22,11 @@ func (l *flakyListener) AcceptUnix() (*net.UnixConn, error) {
 }
 
 // FailAccepts makes the next n accepts of c fail (call before Serve).
-func FailAccepts(c *Control, n int) {
+func FailAccepts(c *Server, n int) {
 	f := &flakyListener{unixListener: c.ln}
 	f.fails.Store(int32(n))
 	c.ln = f
 }
 
 // SetIdleTimeout shortens how long an idle client is kept.
-func SetIdleTimeout(c *Control, d time.Duration) { c.IdleTimeout = d }
+func SetIdleTimeout(c *Server, d time.Duration) { c.IdleTimeout = d }

@@ -1,4 +1,8 @@
-package daemon
+// Package control is the daemon's control socket: a line-oriented JSON
+// protocol on a Unix socket (0660 root:socket_group, peer credentials
+// checked), its server (status, watch, up, down, reload, trust, untrust) and
+// the client functions the CLI and the notify agent use.
+package control
 
 import (
 	"bufio"
@@ -20,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/policy"
 	"github.com/roamtun/roamtun/watcher"
 )
@@ -44,7 +49,7 @@ type Request struct {
 type Response struct {
 	OK      bool             `json:"ok"`
 	Error   string           `json:"error,omitempty"`
-	Status  *Status          `json:"status,omitempty"`
+	Status  *daemon.Status   `json:"status,omitempty"`
 	Message string           `json:"message,omitempty"`
 	Network *watcher.Network `json:"network,omitempty"`
 }
@@ -76,9 +81,20 @@ type unixListener interface {
 	Close() error
 }
 
-// Control serves the control socket.
-type Control struct {
-	D         *Daemon
+// Backend is what the socket drives: the daemon's state machine
+// (*daemon.Daemon).
+type Backend interface {
+	Status() daemon.Status
+	Subscribe() (<-chan daemon.Status, func())
+	Network(ctx context.Context) (watcher.Network, error)
+	Up(ctx context.Context, profile string) error
+	Down(ctx context.Context) error
+	Reload(ctx context.Context) error
+}
+
+// Server serves the control socket.
+type Server struct {
+	Daemon    Backend
 	PolicyDir string
 	Profiles  policy.Profiles
 	Log       *slog.Logger
@@ -88,7 +104,7 @@ type Control struct {
 	// long; zero means 30 s.
 	IdleTimeout time.Duration
 	// Reload re-reads the policy (the reload request, and after trust or
-	// untrust); nil: D.Reload. The daemon's command sets one that also tells
+	// untrust); nil: Daemon.Reload. The daemon's command sets one that also tells
 	// systemd.
 	Reload func(ctx context.Context) error
 
@@ -103,7 +119,7 @@ type Control struct {
 
 // Listen creates the socket at path, mode 0660, owned by root:Group. A stale
 // socket from a dead daemon is replaced; a live one is an error.
-func (c *Control) Listen(path string) error {
+func (c *Server) Listen(path string) error {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -148,7 +164,7 @@ func (c *Control) Listen(path string) error {
 // Serve accepts clients until ctx is done, and returns only then (nil) or
 // when the listener is gone. A failed accept (out of descriptors, say) is
 // logged and retried after a pause: it must not end the socket for good.
-func (c *Control) Serve(ctx context.Context) error {
+func (c *Server) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.ln.Close() })
 	defer stop()
 	defer c.wg.Wait()
@@ -199,7 +215,7 @@ func (c *Control) Serve(ctx context.Context) error {
 
 // acquire counts a client in, unless its uid or all clients are at their
 // limit. Root always gets in.
-func (c *Control) acquire(uid int) bool {
+func (c *Server) acquire(uid int) bool {
 	if uid == 0 {
 		return true
 	}
@@ -216,7 +232,7 @@ func (c *Control) acquire(uid int) bool {
 	return true
 }
 
-func (c *Control) release(uid int) {
+func (c *Server) release(uid int) {
 	if uid == 0 {
 		return
 	}
@@ -251,7 +267,7 @@ func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
 
 // admitted checks the peer's credentials: root, our own uid, or a member
 // (primary or supplementary, as the kernel sees the process) of Group.
-func (c *Control) admitted(cred *unix.Ucred) (string, error) {
+func (c *Server) admitted(cred *unix.Ucred) (string, error) {
 	who := fmt.Sprintf("uid %d pid %d", cred.Uid, cred.Pid)
 	if cred.Uid == 0 || int(cred.Uid) == os.Geteuid() {
 		return who, nil
@@ -282,7 +298,7 @@ func procGroups(pid int) []int {
 	return nil
 }
 
-func (c *Control) serveConn(ctx context.Context, conn *net.UnixConn, cred *unix.Ucred) {
+func (c *Server) serveConn(ctx context.Context, conn *net.UnixConn, cred *unix.Ucred) {
 	who, err := c.admitted(cred)
 	if err != nil {
 		c.Log.Warn("control: refused", "err", err)
@@ -339,7 +355,7 @@ func (c *Control) serveConn(ctx context.Context, conn *net.UnixConn, cred *unix.
 // at once: a goroutine reads (and drops) what the client sends, and its end
 // ends the stream, so a client gone away holds no descriptor until the next
 // change of state.
-func (c *Control) watch(ctx context.Context, conn *net.UnixConn, send func(Response) error) {
+func (c *Server) watch(ctx context.Context, conn *net.UnixConn, send func(Response) error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hungUp := make(chan struct{})
@@ -349,14 +365,14 @@ func (c *Control) watch(ctx context.Context, conn *net.UnixConn, send func(Respo
 		io.Copy(io.Discard, io.LimitReader(conn, maxRequest))
 	}()
 	defer func() { conn.Close(); <-hungUp }()
-	ch, unsubscribe := c.D.Subscribe()
+	ch, unsubscribe := c.Daemon.Subscribe()
 	defer unsubscribe()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case s := <-ch:
-			live := c.D.Status() // with byte counters
+			live := c.Daemon.Status() // with byte counters
 			if live.State == s.State {
 				s = live
 			}
@@ -367,25 +383,25 @@ func (c *Control) watch(ctx context.Context, conn *net.UnixConn, send func(Respo
 	}
 }
 
-func (c *Control) handle(ctx context.Context, req Request) Response {
+func (c *Server) handle(ctx context.Context, req Request) Response {
 	fail := func(err error) Response { return Response{Error: err.Error()} }
 	switch req.Cmd {
 	case "status":
-		s := c.D.Status()
+		s := c.Daemon.Status()
 		return Response{OK: true, Status: &s}
 	case "network":
-		n, err := c.D.Network(ctx)
+		n, err := c.Daemon.Network(ctx)
 		if err != nil {
 			return fail(err)
 		}
 		return Response{OK: true, Network: &n}
 	case "up":
-		if err := c.D.Up(ctx, req.Profile); err != nil {
+		if err := c.Daemon.Up(ctx, req.Profile); err != nil {
 			return fail(err)
 		}
 		return Response{OK: true, Message: "tunnel forced on until the network changes"}
 	case "down":
-		if err := c.D.Down(ctx); err != nil {
+		if err := c.Daemon.Down(ctx); err != nil {
 			return fail(err)
 		}
 		return Response{OK: true, Message: "tunnel off: the network is used directly until it changes"}
@@ -395,7 +411,7 @@ func (c *Control) handle(ctx context.Context, req Request) Response {
 		}
 		return Response{OK: true, Message: "policy reloaded"}
 	case "trust", "untrust":
-		n, err := c.D.Network(ctx)
+		n, err := c.Daemon.Network(ctx)
 		if err != nil {
 			return fail(err)
 		}
@@ -461,11 +477,11 @@ func (c *Control) handle(ctx context.Context, req Request) Response {
 // (A socket the caller may not open is another error: the daemon runs.)
 var ErrNotRunning = errors.New("roamtun daemon is not running")
 
-func (c *Control) reload(ctx context.Context) error {
+func (c *Server) reload(ctx context.Context) error {
 	if c.Reload != nil {
 		return c.Reload(ctx)
 	}
-	return c.D.Reload(ctx)
+	return c.Daemon.Reload(ctx)
 }
 
 // Call sends one request to the daemon's socket and returns its response.
@@ -499,7 +515,7 @@ func Call(ctx context.Context, socket string, req Request) (Response, error) {
 
 // Watch streams status changes from the daemon to fn until ctx is done or
 // the daemon goes away.
-func Watch(ctx context.Context, socket string, fn func(Status) error) error {
+func Watch(ctx context.Context, socket string, fn func(daemon.Status) error) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
