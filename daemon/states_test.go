@@ -17,6 +17,7 @@ import (
 
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/internal/fakeclock"
 	"github.com/roamtun/roamtun/policy"
 	"github.com/roamtun/roamtun/tunnel"
 	"github.com/roamtun/roamtun/watcher"
@@ -69,7 +70,7 @@ type harness struct {
 	d      *daemon.Daemon
 	tr     *transcript
 	links  *fakeLinks
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 	nets   chan watcher.Network
 	verify *fakeVerifier
 	run    *fakeRun
@@ -101,7 +102,7 @@ interface = "roamtun0"
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, tr: &transcript{}, clock: &fakeClock{now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)},
+	h := &harness{t: t, tr: &transcript{}, clock: fakeclock.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)),
 		nets: make(chan watcher.Network), verify: &fakeVerifier{}}
 	h.links = newFakeLinks(h.tr)
 	h.d = daemon.New(daemon.Options{Config: cfg, Host: &fakeHost{tr: h.tr}, Policy: holder, Networks: h.nets,
@@ -291,10 +292,10 @@ func TestStates(t *testing.T) {
 		{"a captive portal: sign-in window, then the tunnel", func(h *harness) {
 			h.network(portal)
 			h.expect(daemon.StatePortal, "standby open wlan0")
-			h.clock.advance(time.Minute)
+			h.clock.Advance(time.Minute)
 			h.flush()
 			h.expect(daemon.StatePortal)
-			h.clock.advance(time.Minute) // the window closes: tunnel anyway
+			h.clock.Advance(time.Minute) // the window closes: tunnel anyway
 			h.expect(daemon.StateConnecting, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
 		}},
 		{"a captive portal: signed in within the window", func(h *harness) {

@@ -90,7 +90,7 @@ type fsm struct {
 	nakLoop int  // Naks sent in a row (max-failure)
 	passive bool // wait for the peer's Configure-Request instead of timing out
 
-	timer    *time.Timer
+	timer    func() bool // stops the restart timer; nil when none runs
 	timerGen uint64
 	scratch  []byte
 }
@@ -181,7 +181,7 @@ func (f *fsm) close() {
 func (f *fsm) startTimer() {
 	f.stopTimer()
 	gen := f.timerGen
-	f.timer = time.AfterFunc(f.l.restartTimer, func() {
+	f.timer = f.l.afterFunc(f.l.restartTimer, func() {
 		f.l.post(func() {
 			if gen == f.timerGen {
 				f.timeout()
@@ -193,7 +193,7 @@ func (f *fsm) startTimer() {
 func (f *fsm) stopTimer() {
 	f.timerGen++
 	if f.timer != nil {
-		f.timer.Stop()
+		f.timer()
 		f.timer = nil
 	}
 }

@@ -65,6 +65,11 @@ type Config struct {
 	MaxFailure   int
 
 	Logger *slog.Logger // nil: discard
+
+	// AfterFunc schedules the protocol's timers (restart, echo); nil is
+	// time.AfterFunc. Tests pass a fake clock to run timeouts in virtual
+	// time.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // Forbidden is a range of addresses a far end may not hand a client, and
@@ -278,7 +283,15 @@ func (l *Link) post(fn func()) {
 func (l *Link) afterRestart(fn func()) { l.after(l.restartTimer, fn) }
 
 func (l *Link) after(d time.Duration, fn func()) {
-	time.AfterFunc(d, func() { l.post(fn) })
+	l.afterFunc(d, func() { l.post(fn) })
+}
+
+// afterFunc runs f after d, on the configured clock.
+func (l *Link) afterFunc(d time.Duration, f func()) (stop func() bool) {
+	if l.cfg.AfterFunc != nil {
+		return l.cfg.AfterFunc(d, f)
+	}
+	return time.AfterFunc(d, f).Stop
 }
 
 func (l *Link) setErr(err error) {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/roamtun/roamtun/internal/fakeclock"
 )
 
 const testSecrets = `# client  server  secret
@@ -380,4 +382,56 @@ func TestLinkRefusesFarEndAddresses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLCPGivesUpInVirtualTime: a far end that never answers gets RFC 1661's
+// max-configure (10) Configure-Requests, one per restart timer (3 s), and
+// then the link fails — 30 s of protocol time run on a fake clock.
+func TestLCPGivesUpInVirtualTime(t *testing.T) {
+	clock := fakeclock.New(time.Unix(0, 0))
+	ours, theirs := net.Pipe()
+	reqs := make(chan int, 64)
+	go func() {
+		d := NewDecoder(1500)
+		n := 0
+		buf := make([]byte, 4096)
+		for {
+			k, err := theirs.Read(buf)
+			if err != nil {
+				return
+			}
+			d.Feed(buf[:k], func(proto uint16, p []byte) {
+				if proto == ProtoLCP && len(p) > 0 && p[0] == 1 { // Configure-Request
+					n++
+					reqs <- n
+				}
+			})
+		}
+	}()
+	cfg := Config{LocalName: "client", AfterFunc: clock.AfterFunc}
+	l := start(t, ours, cfg)
+	for want := 1; want <= 10; want++ {
+		select {
+		case n := <-reqs:
+			if n != want {
+				t.Fatalf("Configure-Request %d, want %d", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no Configure-Request %d", want)
+		}
+		for clock.Pending() == 0 { // the restart timer is armed after the send
+			time.Sleep(time.Millisecond)
+		}
+		clock.Advance(3 * time.Second)
+	}
+	err := waitErr(t, l)
+	if !errors.Is(err, ErrNegotiation) {
+		t.Errorf("after max-configure: %v, want a negotiation error", err)
+	}
+	select {
+	case n := <-reqs:
+		t.Errorf("a Configure-Request (%d) past max-configure", n)
+	default:
+	}
+	theirs.Close()
 }
