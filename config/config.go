@@ -33,10 +33,13 @@ const (
 	DNSFile       = "file"
 )
 
+// IPv6Mode says what a profile does with IPv6 on an untrusted network.
+type IPv6Mode string
+
 // IPv6 modes.
 const (
-	IPv6Block  = "block"
-	IPv6Tunnel = "tunnel"
+	IPv6Block  IPv6Mode = "block"  // unreachable: never leaks, never works
+	IPv6Tunnel IPv6Mode = "tunnel" // through the link (IPv6CP)
 )
 
 // Sources the watcher knows.
@@ -83,7 +86,7 @@ type Profile struct {
 	RequireCHAP   bool
 	MTU           int
 	Keepalive     time.Duration
-	IPv6          string
+	IPv6          IPv6Mode
 	Lockdown      bool
 	HooksDir      string
 	// Addresses, when set, pin the server's addresses outright instead of
@@ -266,7 +269,7 @@ func (r *rawProfile) validate(doc *tomlfile.Doc, name string) *Profile {
 		Secrets:       or(r.Secrets, "/etc/roamtun/chap-secrets"),
 		RequireCHAP:   or(r.RequireCHAP, true),
 		MTU:           or(r.MTU, 1200),
-		IPv6:          or(r.IPv6, IPv6Block),
+		IPv6:          IPv6Mode(or(r.IPv6, string(IPv6Block))),
 		Lockdown:      or(r.Lockdown, true),
 		HooksDir:      or(r.HooksDir, "/etc/roamtun/hooks.d"),
 	}

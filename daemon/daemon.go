@@ -68,8 +68,19 @@ type Status struct {
 	Network  *NetworkStatus `json:"network,omitempty"`
 	Tunnel   *TunnelStatus  `json:"tunnel,omitempty"`
 	Reason   string         `json:"reason"`
-	Override string         `json:"override,omitempty"` // "up" or "down" until the network changes
+	Override Override       `json:"override,omitempty"` // until the network changes
 }
+
+// Override is what `roamtun up` / `roamtun down` impose until the network
+// changes.
+type Override string
+
+// Overrides.
+const (
+	OverrideNone Override = ""
+	OverrideUp   Override = "up"   // tunnel whatever the policy says
+	OverrideDown Override = "down" // use the network directly
+)
 
 // Options wire a Daemon. Config and Host are needed; the rest have
 // defaults (the real supervisor, network watcher and clock) or may be nil.
@@ -120,7 +131,7 @@ type Daemon struct {
 
 	// Owned by Run's goroutine.
 	net      watcher.Network
-	override string // "", "up", "down"
+	override Override
 	ovProf   string
 	gen      int // numbers tunnel runs, so a stopped run's late events are ignored
 	run      *tunnelRun
@@ -208,9 +219,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			prev := d.net
 			d.net = n
-			if d.override != "" && !sameNetwork(prev, n) {
+			if d.override != OverrideNone && !sameNetwork(prev, n) {
 				d.log.Info("network changed: override ends", "override", d.override)
-				d.override, d.ovProf = "", ""
+				d.override, d.ovProf = OverrideNone, ""
 			}
 			d.evaluate(ctx)
 		case te := <-d.events:
@@ -311,12 +322,12 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	}
 	dec := d.o.Policy.Policy().Decide(ctx, n, v)
 	switch d.override {
-	case "up":
+	case OverrideUp:
 		dec.Action, dec.Reason = policy.ActionTunnel, "override (roamtun up) until the network changes; policy says: "+dec.Reason
 		if d.ovProf != "" {
 			dec.Profile = d.ovProf
 		}
-	case "down":
+	case OverrideDown:
 		dec.Action, dec.Reason = policy.ActionTrust, "override (roamtun down) until the network changes; policy says: "+dec.Reason
 	}
 	ns := &NetworkStatus{Interface: n.Interface, Kind: string(n.Kind), SSID: n.DisplaySSID(), BSSID: n.BSSID,
@@ -334,7 +345,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	if dec.Action == policy.ActionTrust {
 		d.stop(ctx)
 		d.letOut(n.Interface)
-		if d.override == "" {
+		if d.override == OverrideNone {
 			d.learnAddrs(ctx)
 		}
 		d.setStatus(func(s *Status) { *s = Status{State: StateDirect, Reason: dec.Reason}; base(s) })
@@ -407,7 +418,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 // reports full connectivity, or when the window closes.
 func (d *Daemon) inPortal(ctx context.Context, n watcher.Network, dec policy.Decision, p *config.Profile, base func(*Status)) bool {
 	key := n.Interface + "\x00" + n.SSID + "\x00" + n.Connection
-	if n.Connectivity != watcher.ConnectivityPortal || dec.Action != policy.ActionTunnel || !p.Lockdown || d.override != "" {
+	if n.Connectivity != watcher.ConnectivityPortal || dec.Action != policy.ActionTunnel || !p.Lockdown || d.override != OverrideNone {
 		if n.Connectivity != watcher.ConnectivityPortal {
 			delete(d.portal, key) // signed in: a later portal gets a new window
 		}
@@ -490,18 +501,18 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 				// Routes and DNS follow the link here, before anyone is
 				// told it is up.
 				switch ev.Kind {
-				case "dialing":
+				case tunnel.EventDialing:
 					if err := r.guard.Refresh(); err != nil {
 						d.log.Debug("no path to the server yet", "err", err)
 					}
-				case "up":
+				case tunnel.EventUp:
 					if err := r.guard.Up(rctx, ev.Ifname, ev.Session); err != nil {
 						d.log.Error("routing through the tunnel failed", "err", err)
 					}
 					if len(p.DialCommand) == 0 && d.o.Dial == nil {
 						d.o.Addrs.Remember(p.Host, addr) // the pinned host key answered there
 					}
-				case "down":
+				case tunnel.EventDown:
 					r.guard.Down()
 				}
 				select {
@@ -523,9 +534,9 @@ func (d *Daemon) onTunnelEvent(te tunEvent) {
 	}
 	ev := te.ev
 	switch ev.Kind {
-	case "dialing":
+	case tunnel.EventDialing:
 		d.log.Info("dialing", "profile", r.profile.Name, "attempt", ev.Attempt)
-	case "up":
+	case tunnel.EventUp:
 		r.ups++
 		d.mu.Lock()
 		d.stats = ev.Stats
@@ -541,7 +552,7 @@ func (d *Daemon) onTunnelEvent(te tunEvent) {
 				Remote: ev.Session.PeerIP.String(), DNS: dns, UpSince: ev.Time.UTC().Format(time.RFC3339), Reconnects: r.ups - 1}
 		})
 		d.o.Hooks.Run(r.profile.HooksDir, "up", d.hookEnv(r, ev))
-	case "down":
+	case tunnel.EventDown:
 		if ev.Reason != nil && !errors.Is(ev.Reason, ppp.ErrClosed) {
 			d.log.Warn("tunnel down", "reason", ev.Reason)
 		}
@@ -564,7 +575,7 @@ func (d *Daemon) onTunnelEvent(te tunEvent) {
 		if r.ups > 0 {
 			d.o.Hooks.Run(r.profile.HooksDir, "down", d.hookEnv(r, ev))
 		}
-	case "waiting":
+	case tunnel.EventWaiting:
 		d.log.Info("redialing", "in", ev.Wait.Round(time.Millisecond), "attempt", ev.Attempt+1)
 	}
 }
@@ -730,7 +741,7 @@ func (d *Daemon) Up(ctx context.Context, profile string) error {
 		if d.net.IsZero() {
 			return errors.New("no network to tunnel from")
 		}
-		d.override, d.ovProf = "up", profile
+		d.override, d.ovProf = OverrideUp, profile
 		d.evaluate(ctx)
 		return nil
 	})
@@ -742,7 +753,7 @@ func (d *Daemon) Down(ctx context.Context) error {
 		if d.net.IsZero() {
 			return errors.New("no network")
 		}
-		d.override, d.ovProf = "down", ""
+		d.override, d.ovProf = OverrideDown, ""
 		d.evaluate(ctx)
 		return nil
 	})

@@ -102,7 +102,7 @@ func (f *fakeLinks) Supervise(ctx context.Context, o tunnel.SuperviseOptions) er
 		case <-ctx.Done():
 			return nil
 		case ev := <-r.events:
-			if ev.Kind == "dialing" {
+			if ev.Kind == tunnel.EventDialing {
 				o.OnEvent(ev)
 				argv, _, err := o.Dial(ev.Attempt)
 				f.tr.add("dial %s %v", strings.Join(argv, " "), err)
@@ -134,11 +134,11 @@ func (r *fakeRun) play(evs ...tunnel.Event) {
 var upSession = ppp.Session{LocalIP: netip.MustParseAddr("10.9.0.2"), PeerIP: netip.MustParseAddr("10.9.0.1"),
 	DNS: []netip.Addr{netip.MustParseAddr("10.9.0.53")}, MTU: 1200}
 
-func dialing(attempt int) tunnel.Event { return tunnel.Event{Kind: "dialing", Attempt: attempt} }
+func dialing(attempt int) tunnel.Event { return tunnel.Event{Kind: tunnel.EventDialing, Attempt: attempt} }
 func up() tunnel.Event {
-	return tunnel.Event{Kind: "up", Attempt: 1, Session: upSession, Ifname: "roamtun0",
+	return tunnel.Event{Kind: tunnel.EventUp, Attempt: 1, Session: upSession, Ifname: "roamtun0",
 		Stats: func() ppp.Stats { return ppp.Stats{} }}
 }
 func down(why string) tunnel.Event {
-	return tunnel.Event{Kind: "down", Reason: fmt.Errorf("%s", why)}
+	return tunnel.Event{Kind: tunnel.EventDown, Reason: fmt.Errorf("%s", why)}
 }

@@ -164,7 +164,7 @@ func (g *guard) dnsUp(ctx context.Context, ifname string, servers []netip.Addr) 
 	}
 	c, err := dnsctl.Prepare(ctx, g.s.DNS, want)
 	if err != nil {
-		return fmt.Errorf("dns: %w", err)
+		return err // dnsctl's errors say "dns: …" themselves
 	}
 	e, err := g.s.Journal.Record(KindDNS, c)
 	if err != nil {
@@ -175,7 +175,7 @@ func (g *guard) dnsUp(ctx context.Context, ifname string, servers []netip.Addr) 
 		if rerr := dnsctl.Revert(ctx, g.s.DNS, c); rerr == nil {
 			g.s.Journal.Done(e)
 		}
-		return fmt.Errorf("dns: %w", err)
+		return err
 	}
 	g.dns, g.dnsEntry = &c, e
 	g.s.Log.Info("dns set", "backend", c.Backend, "servers", servers, "link", ifname)
@@ -208,7 +208,7 @@ func (g *guard) dnsCloseLocked(ctx context.Context) error {
 	g.stopKeep()
 	<-g.keepDone
 	if err := dnsctl.Revert(ctx, g.s.DNS, *g.dns); err != nil {
-		return fmt.Errorf("dns: restoring: %w (left in the journal for roamtun cleanup)", err)
+		return fmt.Errorf("restoring: %w (left in the journal for roamtun cleanup)", err)
 	}
 	g.s.Journal.Done(g.dnsEntry)
 	g.s.Log.Info("dns restored", "backend", g.dns.Backend)

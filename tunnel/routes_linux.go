@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/internal/journal"
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
@@ -126,7 +127,7 @@ type RoutingOptions struct {
 	Server     netip.Addr // the SSH server
 	ServerPort int
 	Path       Path   // from FindPath, before anything changed
-	IPv6       string // "block" or "tunnel"
+	IPv6       config.IPv6Mode
 	Lockdown   bool
 	Journal    *journal.Journal
 	Log        *slog.Logger
@@ -354,7 +355,7 @@ func (r *Routing) TunnelUp(ifname string, s ppp.Session) error {
 	defer r.mu.Unlock()
 	r.undoLocked(&r.tunnel) // a previous TUN's routes (gone with it)
 	recs := []RouteRec{{Table: RouteTable, Dst: "0.0.0.0/0", Dev: ifname}}
-	if r.o.IPv6 == "tunnel" && s.IPv6 {
+	if r.o.IPv6 == config.IPv6Tunnel && s.IPv6 {
 		recs = append(recs, RouteRec{Table: RouteTable, Dst: "::/0", Dev: ifname})
 	}
 	for _, rec := range recs {

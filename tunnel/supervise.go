@@ -17,7 +17,7 @@ import (
 // wait before the next attempt.
 type Event struct {
 	Time    time.Time
-	Kind    string // "dialing", "up", "down", "waiting"
+	Kind    EventKind
 	Attempt int    // dial attempts since the tunnel last stayed up
 	Reason  error  // why the link went down (Kind "down")
 	Wait    time.Duration
@@ -25,6 +25,17 @@ type Event struct {
 	Ifname  string           // Kind "up"
 	Stats   func() ppp.Stats // Kind "up": the link's byte and packet counters
 }
+
+// EventKind is what happened to a supervised tunnel.
+type EventKind string
+
+// Event kinds, in the order a session goes through them.
+const (
+	EventDialing EventKind = "dialing" // an attempt starts
+	EventUp      EventKind = "up"      // the link is up: Session, Ifname, Stats
+	EventDown    EventKind = "down"    // the link ended: Reason
+	EventWaiting EventKind = "waiting" // backing off: Wait
+)
 
 // SuperviseOptions say how to dial and run sessions.
 type SuperviseOptions struct {
@@ -81,7 +92,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 		}()
 	}
 	for attempt := 1; ; attempt++ {
-		emit(Event{Kind: "dialing", Attempt: attempt})
+		emit(Event{Kind: EventDialing, Attempt: attempt})
 		var upAt time.Time
 		var up, kicked atomic.Bool
 		actx, cancel := context.WithCancel(ctx)
@@ -124,7 +135,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			so.OnUp = func(s ppp.Session, ifname string, stats func() ppp.Stats) {
 				up.Store(true)
 				upAt = time.Now()
-				emit(Event{Kind: "up", Attempt: attempt, Session: s, Ifname: ifname, Stats: stats})
+				emit(Event{Kind: EventUp, Attempt: attempt, Session: s, Ifname: ifname, Stats: stats})
 				if userUp != nil {
 					userUp(s, ifname, stats)
 				}
@@ -147,7 +158,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 		if kicked.Load() {
 			err = errors.New("the network changed while dialing")
 		}
-		emit(Event{Kind: "down", Attempt: attempt, Reason: err})
+		emit(Event{Kind: EventDown, Attempt: attempt, Reason: err})
 		if o.Once {
 			return err
 		}
@@ -155,7 +166,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			o.Backoff.Reset()
 		}
 		wait := o.Backoff.Next(lasted)
-		emit(Event{Kind: "waiting", Attempt: attempt, Wait: wait, Reason: err})
+		emit(Event{Kind: EventWaiting, Attempt: attempt, Wait: wait, Reason: err})
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

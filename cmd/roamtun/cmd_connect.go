@@ -119,7 +119,7 @@ func runConnect(e *env, args []string) (rerr error) {
 		Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log},
 		OnEvent: func(ev tunnel.Event) {
 			switch ev.Kind {
-			case "dialing":
+			case tunnel.EventDialing:
 				start = ev.Time
 				if guard != nil {
 					if err := guard.Refresh(); err != nil {
@@ -127,7 +127,7 @@ func runConnect(e *env, args []string) (rerr error) {
 					}
 				}
 				e.log.Info("dialing", "profile", p.Name, "attempt", ev.Attempt)
-			case "up":
+			case tunnel.EventUp:
 				if guard != nil {
 					if err := guard.Up(e.ctx, ev.Ifname, ev.Session); err != nil {
 						e.log.Error("routing through the tunnel failed", "err", err)
@@ -138,14 +138,14 @@ func runConnect(e *env, args []string) (rerr error) {
 				}
 				fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s\n", ev.Ifname, ev.Session.LocalIP,
 					ev.Session.PeerIP, joinAddrs(ev.Session.DNS), ev.Session.MTU, ev.Time.Sub(start).Round(time.Millisecond))
-			case "down":
+			case tunnel.EventDown:
 				if guard != nil {
 					guard.Down()
 				}
 				if ev.Reason != nil && !errors.Is(ev.Reason, ppp.ErrClosed) {
 					e.log.Warn("link down", "reason", ev.Reason)
 				}
-			case "waiting":
+			case tunnel.EventWaiting:
 				e.log.Info("redialing", "in", ev.Wait.Round(time.Millisecond), "attempt", ev.Attempt+1)
 			}
 		},
