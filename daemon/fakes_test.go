@@ -134,7 +134,9 @@ func (r *fakeRun) play(evs ...tunnel.Event) {
 var upSession = ppp.Session{LocalIP: netip.MustParseAddr("10.9.0.2"), PeerIP: netip.MustParseAddr("10.9.0.1"),
 	DNS: []netip.Addr{netip.MustParseAddr("10.9.0.53")}, MTU: 1200}
 
-func dialing(attempt int) tunnel.Event { return tunnel.Event{Kind: tunnel.EventDialing, Attempt: attempt} }
+func dialing(attempt int) tunnel.Event {
+	return tunnel.Event{Kind: tunnel.EventDialing, Attempt: attempt}
+}
 func up() tunnel.Event {
 	return tunnel.Event{Kind: tunnel.EventUp, Attempt: 1, Session: upSession, Ifname: "roamtun0",
 		Stats: func() ppp.Stats { return ppp.Stats{} }}

@@ -126,7 +126,7 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 type RoutingOptions struct {
 	Server     netip.Addr // the SSH server
 	ServerPort int
-	Path       Path   // from FindPath, before anything changed
+	Path       Path // from FindPath, before anything changed
 	IPv6       config.IPv6Mode
 	Lockdown   bool
 	Journal    *journal.Journal

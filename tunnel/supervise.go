@@ -18,8 +18,8 @@ import (
 type Event struct {
 	Time    time.Time
 	Kind    EventKind
-	Attempt int    // dial attempts since the tunnel last stayed up
-	Reason  error  // why the link went down (Kind "down")
+	Attempt int   // dial attempts since the tunnel last stayed up
+	Reason  error // why the link went down (Kind "down")
 	Wait    time.Duration
 	Session ppp.Session      // Kind "up"
 	Ifname  string           // Kind "up"
