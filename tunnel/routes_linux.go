@@ -27,11 +27,23 @@ import (
 // rules sit well ahead of the main table's (32766) so that nothing added to
 // main — a DHCP renewal, NetworkManager, injected option 121 routes — can
 // take traffic away from the tunnel.
+//
+// They also sit where other tunnels on the same laptop keep working:
+// after tailscale's 5210–5270 (its own packets, marked, to main; the tailnet
+// in table 52 — a catch-all before 5270 would swallow the tailnet), and
+// before wg-quick's and NetworkManager-WireGuard's full-tunnel rules
+// (31000–32765): while roamtun's tunnel is up the default route is its own,
+// and such a VPN's packets travel inside it.
 const (
 	RouteTable     = 5250 // our table: host route to the server, default via the TUN, unreachable fallbacks
-	RulePrefDHCP   = 5240 // DHCP (v4 and v6) keeps using main, so leases still renew on the untrusted link
-	RulePrefTunnel = 5250 // everything else looks up RouteTable first
+	RulePrefDHCP   = 5300 // DHCP (v4 and v6) keeps using main, so leases still renew on the untrusted link
+	RulePrefTunnel = 5310 // everything else looks up RouteTable first
 	NFTTable       = "roamtun"
+
+	// The preferences of versions before 2026-12, inside tailscale's range:
+	// a journal written then is still undone.
+	legacyPrefDHCP   = 5240
+	legacyPrefTunnel = 5250
 
 	// fallbackMetric puts unreachable routes behind the TUN's default route in
 	// RouteTable: when the TUN goes away (redialing) they are what is left.
@@ -142,7 +154,7 @@ type RoutingOptions struct {
 //   - unreachable default (v4: with lockdown; v6: always) at a high metric;
 //   - on TunnelUp: default dev TUN (and ::/0 dev TUN with ipv6 = "tunnel").
 //
-// and rules (v4 and v6): pref 5240 DHCP → main; pref 5250 all → RouteTable.
+// and rules (v4 and v6): pref 5300 DHCP → main; pref 5310 all → RouteTable.
 // With lockdown, an nftables table "inet roamtun" also drops everything
 // leaving (or forwarded out of) the uplink but ssh to the server, DHCP and
 // ND: routes and rules do not bind sockets bound to the device itself
@@ -611,13 +623,14 @@ func (r RuleRec) add() error {
 	return nil
 }
 
-// ours checks that the rule is one roamtun makes: DHCP to main at
-// RulePrefDHCP, everything to RouteTable at RulePrefTunnel.
+// ours checks that the rule is one roamtun makes (or made, in an earlier
+// version): DHCP to main at RulePrefDHCP, everything to RouteTable at
+// RulePrefTunnel.
 func (r RuleRec) ours() error {
-	dhcp := r.Priority == RulePrefDHCP && r.Table == unix.RT_TABLE_MAIN && r.IPProto == unix.IPPROTO_UDP &&
-		(r.Family == 4 && r.DPort == 67 || r.Family == 6 && r.DPort == 547)
-	tunnel := r.Priority == RulePrefTunnel && r.Table == RouteTable && r.IPProto == 0 && r.DPort == 0 &&
-		(r.Family == 4 || r.Family == 6)
+	dhcp := (r.Priority == RulePrefDHCP || r.Priority == legacyPrefDHCP) && r.Table == unix.RT_TABLE_MAIN &&
+		r.IPProto == unix.IPPROTO_UDP && (r.Family == 4 && r.DPort == 67 || r.Family == 6 && r.DPort == 547)
+	tunnel := (r.Priority == RulePrefTunnel || r.Priority == legacyPrefTunnel) && r.Table == RouteTable &&
+		r.IPProto == 0 && r.DPort == 0 && (r.Family == 4 || r.Family == 6)
 	if !dhcp && !tunnel {
 		return fmt.Errorf("rule %s is not one of roamtun's", r)
 	}
@@ -719,7 +732,7 @@ func OwnRoutes() ([]string, error) {
 			return nil, err
 		}
 		for _, r := range rules {
-			if slices.Contains([]int{RulePrefDHCP, RulePrefTunnel}, r.Priority) {
+			if slices.Contains([]int{RulePrefDHCP, RulePrefTunnel, legacyPrefDHCP, legacyPrefTunnel}, r.Priority) {
 				out = append(out, "rule "+r.String())
 			}
 		}
