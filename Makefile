@@ -33,7 +33,7 @@ FISHCOMPDIR  ?= $(DATADIR)/fish/vendor_completions.d
 CONFDIR      := /etc/roamtun
 AUTOSTARTDIR ?= /etc/xdg/autostart
 
-.PHONY: all build deps demo test test-unprivileged check fmt vet tidy lint bench fuzz clean install uninstall deb
+.PHONY: all build deps demo-deps install-pkgs demo test test-unprivileged check fmt vet tidy lint bench fuzz clean install uninstall deb
 
 all: build
 
@@ -46,20 +46,26 @@ GOSRC := $(wildcard $(shell git ls-files '*.go' go.mod go.sum 2>/dev/null || fin
 $(BIN): $(GOSRC)
 	$(GOBUILD) -o $(BIN) ./cmd/roamtun
 
-# deps installs the Debian packages the tests and the demo drive for real
-# (sshd, pppd in user-mode-linux, NetworkManager, dnsmasq, dbus-daemon ...).
-# Installing must not start services on the host: policy-rc.d says no.
+# deps installs the Debian packages the tests drive for real (sshd, pppd in
+# user-mode-linux, NetworkManager, dnsmasq, dbus-daemon ...); demo-deps only
+# what the demo needs. Installing must not start services on the host: a
+# policy-rc.d says no while apt runs, and is removed after if it was ours.
+DEMO_PKGS := openssh-server openssh-client iproute2 iputils-ping nftables libcap2-bin procps passwd util-linux
 deps:
-	@missing=$$(for p in $(PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@$(MAKE) --no-print-directory install-pkgs PKGLIST="$(PKGS)"
+demo-deps:
+	@$(MAKE) --no-print-directory install-pkgs PKGLIST="$(DEMO_PKGS)"
+install-pkgs:
+	@missing=$$(for p in $(PKGLIST); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
-		[ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; }; \
+		ours=; if [ ! -e /usr/sbin/policy-rc.d ]; then ours=1; printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; rc=$$?; \
+		[ -z "$$ours" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
 	fi
-	@[ -d /run/sshd ] || install -d -m 755 /run/sshd
 
-demo: deps build
+demo: demo-deps build
 	$(BIN) demo
 
 # test is what CI runs: static checks, then every test, privileged ones included

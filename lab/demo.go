@@ -13,6 +13,10 @@ import (
 	"time"
 )
 
+// DemoUser is the server's link account in the demo: created for the run
+// and removed after it, unless it was there before.
+const DemoUser = "roamtun-demo"
+
 // demoStatus is the part of `roamtun status --json` the demo reads.
 type demoStatus struct {
 	State   string `json:"state"`
@@ -64,7 +68,7 @@ func Demo(w io.Writer, bin string) (err error) {
 
 	// Home: the classic server side — a dedicated account whose key may
 	// only run `roamtun serve`, CHAP secrets both ways.
-	uid, gid, err := EnsureLabUser()
+	uid, gid, err := l.UseAccount(DemoUser)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,7 @@ func TestDemo(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/roamtun/roamtun/cmd/roamtun").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	before := hostState(t)
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "demo")
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -82,4 +84,27 @@ func TestDemo(t *testing.T) {
 	if err != nil || !strings.Contains(out.String(), "\nPASS: ") {
 		t.Fatalf("demo failed: %v", err)
 	}
+	if after := hostState(t); after != before {
+		t.Errorf("the demo left the host changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// hostState is what the demo could leave behind on the host: its account,
+// namespaces, files, and the host's own rules, firewall and resolv.conf.
+func hostState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	sh := func(script string) {
+		out, _ := exec.Command("sh", "-c", script).CombinedOutput()
+		fmt.Fprintf(&b, "$ %s\n%s", script, out)
+	}
+	sh("getent passwd " + DemoUser + " || echo no " + DemoUser)
+	sh("ip netns list | grep rtdemo || true")
+	sh("ls -d /etc/netns/rtdemo* /tmp/roamtun-rtdemo-* 2>/dev/null || true")
+	sh("ls -ld /run/sshd 2>/dev/null || echo no /run/sshd")
+	sh("ip rule; ip -6 rule")
+	sh("nft list ruleset")
+	sh("cat /etc/resolv.conf")
+	sh("ls -d /var/lib/roamtun /run/roamtun 2>/dev/null || true")
+	return b.String()
 }

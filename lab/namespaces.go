@@ -53,21 +53,23 @@ func RequireCommand(t TB, name string) string {
 
 // Lab owns namespaces, processes and a temporary directory.
 type Lab struct {
-	prefix string
-	dir    string
+	prefix  string
+	dir     string
+	account string // the server's link account (LabUser unless UseAccount)
 
 	mu    sync.Mutex
 	nss   []*Namespace
 	procs []*os.Process
 	after []func()
+	last  []func() // after every process is gone (removing the account)
 }
 
 // New creates an empty lab whose namespaces are named prefix+random+"-"+role.
 func New(prefix string) (*Lab, error) {
 	var b [3]byte
 	rand.Read(b[:])
-	l := &Lab{prefix: prefix + hex.EncodeToString(b[:])}
-	dir, err := os.MkdirTemp("", "roamtun-lab-")
+	l := &Lab{prefix: prefix + hex.EncodeToString(b[:]), account: LabUser}
+	dir, err := os.MkdirTemp("", "roamtun-"+prefix+"-")
 	if err != nil {
 		return nil, fmt.Errorf("creating lab dir: %w", err)
 	}
@@ -284,6 +286,13 @@ func (l *Lab) Close() {
 	}
 	if l.dir != "" {
 		os.RemoveAll(l.dir)
+	}
+	l.mu.Lock()
+	last := l.last
+	l.last = nil
+	l.mu.Unlock()
+	for _, f := range last {
+		f()
 	}
 }
 

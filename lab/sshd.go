@@ -91,17 +91,62 @@ func EnsureLabUser() (uid, gid int, err error) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return 0, 0, err
 	}
-	u, err := user.Lookup(LabUser)
+	uid, gid, _, err = ensureUser(LabUser)
+	return uid, gid, err
+}
+
+// ensureUser creates a system account for sshd's forced-command logins if
+// it is missing, and reports whether it did.
+func ensureUser(name string) (uid, gid int, created bool, err error) {
+	u, err := user.Lookup(name)
 	if err != nil {
 		out, aerr := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/bin/sh", LabUser).CombinedOutput()
-		if u, err = user.Lookup(LabUser); err != nil { // another test may have won the race
-			return 0, 0, fmt.Errorf("useradd %s: %v: %s", LabUser, aerr, out)
+			"--shell", "/bin/sh", name).CombinedOutput()
+		if u, err = user.Lookup(name); err != nil { // another test may have won the race
+			return 0, 0, false, fmt.Errorf("useradd %s: %v: %s", name, aerr, out)
 		}
+		created = aerr == nil
 	}
 	// sshd refuses accounts whose password field starts with "!" when PAM is off.
-	if out, err := exec.Command("usermod", "-p", "*", "-d", "/", LabUser).CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("usermod: %v: %s", err, out)
+	if out, err := exec.Command("usermod", "-p", "*", "-d", "/", name).CombinedOutput(); err != nil {
+		return 0, 0, created, fmt.Errorf("usermod: %v: %s", err, out)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, created, nil
+}
+
+// UseAccount makes the lab's sshd let in (and CapBinary serve) the account
+// name instead of LabUser. If the account does not exist it is created, and
+// removed again at Close: the demo leaves no account behind.
+func (l *Lab) UseAccount(name string) (uid, gid int, err error) {
+	userMu.Lock()
+	defer userMu.Unlock()
+	uid, gid, created, err := ensureUser(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	l.account = name
+	if created {
+		l.mu.Lock()
+		l.last = append(l.last, func() {
+			if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "lab: userdel %s: %v: %s\n", name, err, out)
+			}
+		})
+		l.mu.Unlock()
+	}
+	return uid, gid, nil
+}
+
+// accountIDs ensures the lab's account and returns its uid and gid.
+func (l *Lab) accountIDs() (uid, gid int, err error) {
+	if l.account == LabUser {
+		return EnsureLabUser()
+	}
+	u, err := user.Lookup(l.account)
+	if err != nil {
+		return 0, 0, err
 	}
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(u.Gid)
@@ -113,7 +158,7 @@ func EnsureLabUser() (uid, gid int, err error) {
 // so that the unprivileged lab user may create a TUN — the way `roamtun
 // server-setup` deploys `roamtun serve`.
 func (l *Lab) CapBinary(bin string) (string, error) {
-	_, gid, err := EnsureLabUser()
+	_, gid, err := l.accountIDs()
 	if err != nil {
 		return "", err
 	}
@@ -134,22 +179,19 @@ func (l *Lab) CapBinary(bin string) (string, error) {
 	return dst, nil
 }
 
-// StartSSHD runs sshd in ns on ip:port. Only LabUser may log in, with the
-// returned client key, and only to run forced (authorized_keys options
-// "restrict,command=..."). Files the forced command reads must be readable
-// by LabUser.
+// StartSSHD runs sshd in ns on ip:port. Only the lab's account (LabUser
+// unless UseAccount) may log in, with the returned client key, and only to
+// run forced (authorized_keys options "restrict,command=..."). Files the
+// forced command reads must be readable by that account.
 func (l *Lab) StartSSHD(ns *Namespace, ip string, port int, forced string) (*SSHServer, error) {
-	if _, _, err := EnsureLabUser(); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // Debian's privilege separation dir
+	if _, _, err := l.accountIDs(); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(l.dir, fmt.Sprintf("sshd-%d", port))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &SSHServer{Addr: net.JoinHostPort(ip, strconv.Itoa(port)), User: LabUser,
+	s := &SSHServer{Addr: net.JoinHostPort(ip, strconv.Itoa(port)), User: l.account,
 		ClientKey: filepath.Join(dir, "id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"),
 		Log: filepath.Join(dir, "sshd.log")}
 	hostKey := filepath.Join(dir, "host_ed25519")
@@ -187,10 +229,12 @@ LogLevel VERBOSE
 # Only keys whose authorized_keys line allows it may open tunnels (ssh -w),
 # for the benchmark's comparison; the forced-command key has "restrict".
 PermitTunnel point-to-point
-`, port, ip, hostKey, ak, LabUser)), 0o644); err != nil {
+`, port, ip, hostKey, ak, l.account)), 0o644); err != nil {
 		return nil, err
 	}
-	if out, err := exec.Command("/usr/sbin/sshd", "-t", "-f", conf).CombinedOutput(); err != nil {
+	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+		`mount -t tmpfs -o mode=0755 roamtun-lab-run /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -t -f "$0"`,
+		conf).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("sshd -t: %v: %s", err, out)
 	}
 	s.ns, s.conf = ns, conf
@@ -247,8 +291,12 @@ func (s *SSHServer) Start() error {
 		return err
 	}
 	defer logf.Close()
+	// Debian's sshd needs its privilege separation directory, /run/sshd.
+	// ip netns exec runs it in a mount namespace of its own: a tmpfs on /run
+	// there holds the directory, and the host's /run is left as it was.
 	if s.proc, err = s.ns.StartProc(func(c *exec.Cmd) { c.Stdout, c.Stderr = logf, logf },
-		"/usr/sbin/sshd", "-D", "-e", "-f", s.conf); err != nil {
+		"/bin/sh", "-c", `mount -t tmpfs -o mode=0755 roamtun-lab-run /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -D -e -f "$0"`,
+		s.conf); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(10 * time.Second)
