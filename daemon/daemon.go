@@ -488,6 +488,7 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	kick := make(chan struct{}, 1)
+	var src tunnel.SourceWatch // the uplink address the link came up over
 	// Both goroutines belong to the run: stop cancels rctx and waits for
 	// r.done, closed once both have returned.
 	var wg sync.WaitGroup
@@ -495,7 +496,7 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 	defer func() { go func() { wg.Wait(); close(r.done) }() }()
 	wg.Go(func() {
 		err := d.o.Supervise(rctx, tunnel.SuperviseOptions{
-			Dial: dialer, LogPrefix: prefix, Log: d.log, Kick: kick,
+			Dial: dialer, LogPrefix: prefix, Log: d.log, Kick: kick, Stale: src.Stale,
 			Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: d.log},
 			OnEvent: func(ev tunnel.Event) {
 				// Routes and DNS follow the link here, before anyone is
@@ -512,6 +513,7 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 					if len(p.DialCommand) == 0 && d.o.Dial == nil {
 						d.o.Addrs.Remember(p.Host, addr) // the pinned host key answered there
 					}
+					src.Up(addr)
 				case tunnel.EventDown:
 					r.guard.Down()
 				}

@@ -14,6 +14,28 @@ import (
 // is byte for byte what was sent (SHA-256 of both ends). It returns how
 // long the transfer took.
 func Transfer(from, to *Namespace, addr string, n int64) (time.Duration, error) {
+	return TransferPaced(from, to, addr, n, nil)
+}
+
+// pacedReader calls pace after every chunk it hands out.
+type pacedReader struct {
+	r    io.Reader
+	sent int64
+	pace func(sent int64)
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b[:min(len(b), 32<<10)])
+	p.sent += int64(n)
+	if n > 0 {
+		p.pace(p.sent)
+	}
+	return n, err
+}
+
+// TransferPaced is Transfer calling pace(bytes sent so far) after every
+// 32 KiB: to slow the stream down, and to change the network under it.
+func TransferPaced(from, to *Namespace, addr string, n int64, pace func(sent int64)) (time.Duration, error) {
 	var ln net.Listener
 	if err := to.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return }); err != nil {
 		return 0, fmt.Errorf("listening on %s in %s: %w", addr, to.name, err)
@@ -41,7 +63,10 @@ func Transfer(from, to *Namespace, addr string, n int64) (time.Duration, error) 
 	}
 	defer conn.Close()
 	h := sha256.New()
-	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), n), h)
+	var src io.Reader = io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), n), h)
+	if pace != nil {
+		src = &pacedReader{r: src, pace: pace}
+	}
 	start := time.Now()
 	if _, err := io.Copy(conn, src); err != nil {
 		return 0, fmt.Errorf("sending: %w", err)

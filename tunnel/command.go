@@ -153,6 +153,13 @@ func (c *Command) ExitError() error {
 
 // Close closes the command's stdin, gives it a moment to exit on its own,
 // then ends its whole process group and waits for it.
+// Abort kills the command at once (its process group): for a transport known
+// to be dead — the address under its connection is gone — where a clean
+// goodbye would only wait for answers that cannot come.
+func (c *Command) Abort() {
+	syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+}
+
 func (c *Command) Close() error {
 	c.closeMu.Do(func() {
 		c.stdin.Close()

@@ -37,6 +37,10 @@ const (
 	EventWaiting EventKind = "waiting" // backing off: Wait
 )
 
+// ErrUplinkChanged ends a session whose uplink went from under it (see
+// SuperviseOptions.Stale).
+var ErrUplinkChanged = errors.New("the uplink changed under the tunnel: redialing at once")
+
 // SuperviseOptions say how to dial and run sessions.
 type SuperviseOptions struct {
 	Argv, Env []string // the dial command (ssh, or the profile's dial_command)
@@ -49,6 +53,11 @@ type SuperviseOptions struct {
 	Backoff   Backoff
 	Once      bool          // one session, no redial
 	Kick      chan struct{} // a send makes a waiting redial happen at once (the network changed)
+	// Stale, when set, is asked on a kick while the link is up: true means
+	// the link cannot work any more (the uplink's address it ran over is
+	// gone: a new lease, another network), so it is ended and redialed at
+	// once instead of waiting for its echoes to go unanswered.
+	Stale func() bool
 	OnEvent   func(Event)
 	Log       *slog.Logger
 }
@@ -66,35 +75,64 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 		}
 	}
 	// A kick is honoured at most once per kickGap: whatever flood of
-	// events the network produces, it cannot turn into a busy loop.
+	// events the network produces, it cannot turn into a busy loop. One
+	// that comes within the gap is deferred to its end, not dropped: the
+	// last change (an address removed just after one was added) counts.
 	const kickGap = 2 * time.Second
 	kicks := make(chan struct{}, 1)
+	// changes passes every kick on at once, for the check of a link that
+	// is up (SuperviseOptions.Stale: a route lookup, nothing to throttle).
+	changes := make(chan struct{}, 1)
 	if o.Kick != nil {
 		kctx, stopKicks := context.WithCancel(ctx)
-		defer stopKicks()
+		kickerDone := make(chan struct{})
+		defer func() { stopKicks(); <-kickerDone }()
 		go func() {
+			defer close(kickerDone)
 			var last time.Time
+			var deferred <-chan time.Time
+			fire := func() {
+				last = time.Now()
+				select {
+				case kicks <- struct{}{}:
+				default:
+				}
+			}
 			for {
 				select {
 				case <-kctx.Done():
 					return
 				case <-o.Kick:
-					if time.Since(last) < kickGap {
-						continue
-					}
-					last = time.Now()
 					select {
-					case kicks <- struct{}{}:
+					case changes <- struct{}{}:
 					default:
 					}
+					if wait := kickGap - time.Since(last); wait > 0 {
+						if deferred == nil {
+							deferred = time.After(wait)
+						}
+						continue
+					}
+					fire()
+				case <-deferred:
+					deferred = nil
+					fire()
 				}
 			}
 		}()
 	}
 	for attempt := 1; ; attempt++ {
+		// What changed before this attempt is old news to it.
+		for _, ch := range []chan struct{}{kicks, changes} {
+			select {
+			case <-ch:
+			default:
+			}
+		}
 		emit(Event{Kind: EventDialing, Attempt: attempt})
 		var upAt time.Time
-		var up, kicked atomic.Bool
+		var up, kicked, moved atomic.Bool
+		var current atomic.Pointer[Command] // this attempt's transport, once started
 		actx, cancel := context.WithCancel(ctx)
 		stopKick := make(chan struct{})
 		kickDone := make(chan struct{})
@@ -109,6 +147,15 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 				case <-kicks:
 					if !up.Load() {
 						kicked.Store(true)
+						cancel()
+						return
+					}
+				case <-changes:
+					if up.Load() && o.Stale != nil && o.Stale() {
+						moved.Store(true)
+						if c := current.Load(); c != nil {
+							c.Abort() // its connection is dead: no goodbye
+						}
 						cancel()
 						return
 					}
@@ -129,6 +176,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			if err != nil {
 				return err
 			}
+			current.Store(cmd)
 			so := o.Session
 			so.Stream = cmd
 			userUp := so.OnUp
@@ -155,14 +203,17 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			lasted = time.Since(upAt)
 			attempt = 0 // counted afresh after a session that came up
 		}
-		if kicked.Load() {
+		switch {
+		case kicked.Load():
 			err = errors.New("the network changed while dialing")
+		case moved.Load():
+			err = ErrUplinkChanged
 		}
 		emit(Event{Kind: EventDown, Attempt: attempt, Reason: err})
 		if o.Once {
 			return err
 		}
-		if kicked.Load() {
+		if kicked.Load() || moved.Load() {
 			o.Backoff.Reset()
 		}
 		wait := o.Backoff.Next(lasted)

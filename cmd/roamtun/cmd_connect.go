@@ -89,6 +89,7 @@ func runConnect(e *env, args []string) (rerr error) {
 	// With a guard, each attempt dials one of the server's addresses,
 	// moving on after one that never came up.
 	var addr netip.Addr
+	var src tunnel.SourceWatch // the uplink address the link came up over
 	dial := func(attempt int) ([]string, []string, error) {
 		if rot == nil {
 			if len(argv) > 0 {
@@ -115,7 +116,7 @@ func runConnect(e *env, args []string) (rerr error) {
 	defer stopWatch()
 	go tunnel.WatchNetwork(wctx, kick, p.Interface, 100*time.Millisecond, e.log)
 	err = tunnel.Supervise(e.ctx, tunnel.SuperviseOptions{
-		Dial: dial, LogPrefix: prefix, Once: *once, Log: e.log, Kick: kick,
+		Dial: dial, LogPrefix: prefix, Once: *once, Log: e.log, Kick: kick, Stale: src.Stale,
 		Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log},
 		OnEvent: func(ev tunnel.Event) {
 			switch ev.Kind {
@@ -135,6 +136,9 @@ func runConnect(e *env, args []string) (rerr error) {
 				}
 				if len(p.DialCommand) == 0 && addr.IsValid() {
 					book.Remember(p.Host, addr) // the pinned host key answered there
+				}
+				if addr.IsValid() {
+					src.Up(addr)
 				}
 				fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s\n", ev.Ifname, ev.Session.LocalIP,
 					ev.Session.PeerIP, joinAddrs(ev.Session.DNS), ev.Session.MTU, ev.Time.Sub(start).Round(time.Millisecond))

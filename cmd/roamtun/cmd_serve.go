@@ -106,7 +106,9 @@ func runServe(e *env, args []string) error {
 				"peer_name", s.PeerName, "after", time.Since(start).Round(time.Millisecond))
 			// Authenticated and up: an older session for the same peer
 			// (a laptop that roamed away without closing it) goes.
-			c, old, err := tunnel.ClaimPeer(s.PeerIP, 2*time.Second)
+			// The stale session's peer is gone: it gets little time to
+			// end cleanly before it is killed (its TUN goes with it).
+			c, old, err := tunnel.ClaimPeer(s.PeerIP, 300*time.Millisecond)
 			switch {
 			case err != nil:
 				e.log.Warn("could not claim the peer address; an older session may shadow this one", "err", err)
