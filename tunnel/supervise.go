@@ -57,9 +57,9 @@ type SuperviseOptions struct {
 	// the link cannot work any more (the uplink's address it ran over is
 	// gone: a new lease, another network), so it is ended and redialed at
 	// once instead of waiting for its echoes to go unanswered.
-	Stale func() bool
-	OnEvent   func(Event)
-	Log       *slog.Logger
+	Stale   func() bool
+	OnEvent func(Event)
+	Log     *slog.Logger
 }
 
 // Supervise keeps a tunnel up: it dials, runs a session, and when the link
