@@ -75,7 +75,7 @@ func runDaemon(e *env, args []string) error {
 			e.log.Error("control socket stopped; status/up/down are unavailable", "err", err)
 		}
 	})
-	wg.Go(func() { holder.Run(ctx, 2*time.Second, e.log, func(*policy.Policy) { d.Reload(ctx) }) })
+	wg.Go(func() { holder.Run(ctx, time.Minute, e.log, func(*policy.Policy) { d.Reload(ctx) }) })
 	sdNotify("READY=1\nSTATUS=watching networks")
 	e.log.Info("roamtun daemon running", "socket", cfg.Daemon.Socket, "state_dir", cfg.Daemon.StateDir)
 	err = d.Run(ctx)
