@@ -517,3 +517,15 @@ func TestResolvconfImplementation(t *testing.T) {
 		t.Errorf("prefix without the file %q", got)
 	}
 }
+
+func TestIsMountPoint(t *testing.T) {
+	if !isMountPoint("/proc") {
+		t.Error("/proc is not a mount point?")
+	}
+	if isMountPoint(t.TempDir()) {
+		t.Error("a temporary directory is a mount point?")
+	}
+	if got := unescapeMount(`/a\040b\134c\011`); got != "/a b\\c\t" {
+		t.Errorf("unescapeMount: %q", got)
+	}
+}

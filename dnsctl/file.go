@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -330,18 +331,63 @@ type fileWatch struct {
 	w    *fsnotify.Watcher
 }
 
+// newFileWatch watches path, and its directory unless path is a mount point
+// (a bind-mounted resolv.conf): no rename or removal can replace a mount
+// point, and the directory (the host's /etc under ip netns exec) may be a
+// busy one whose every event would wake us for nothing.
 func newFileWatch(path string) (*fileWatch, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, err
 	}
 	fw := &fileWatch{path: filepath.Clean(path), w: w}
-	if err := w.Add(filepath.Dir(fw.path)); err != nil {
+	if isMountPoint(fw.path) {
+		err = w.Add(fw.path)
+	} else {
+		err = w.Add(filepath.Dir(fw.path))
+		fw.rewatch()
+	}
+	if err != nil {
 		w.Close()
 		return nil, err
 	}
-	fw.rewatch()
 	return fw, nil
+}
+
+// isMountPoint reports whether path is where something is mounted, in our
+// mount namespace.
+func isMountPoint(path string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT ...; the mount point with
+		// space, tab, newline and backslash escaped in octal.
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == path {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // rewatch (re)adds the watch on the file itself: after a rename over it,

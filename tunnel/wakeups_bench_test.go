@@ -163,6 +163,10 @@ func findProc(match func(procInfo) bool) (procInfo, bool) {
 // processes, its voluntary context switches per second over window.
 func measureWakeups(b *testing.B, settle, window time.Duration, sets map[string][]int) map[string]float64 {
 	b.Helper()
+	// Said at once, for whoever wants to strace them meanwhile.
+	for name, pids := range sets {
+		fmt.Fprintf(os.Stderr, "wakeups: measuring %s: pids %v, %s from now for %s\n", name, pids, settle, window)
+	}
 	time.Sleep(settle)
 	before := map[string]map[[2]int]uint64{}
 	for name, pids := range sets {
