@@ -248,7 +248,7 @@ func TestFileKeep(t *testing.T) {
 	go func() { done <- Keep(kctx, e.opts(), roundTrip(t, c)) }()
 
 	os.WriteFile(e.rc, []byte("# dhclient was here\nnameserver 10.200.1.1\n"), 0o644)
-	// A fail-safe only: Keep looks twice a second.
+	// A fail-safe only: Keep is told by inotify.
 	failsafe := time.After(60 * time.Second)
 	for !e.log.has("put ours back") {
 		select {
@@ -269,6 +269,108 @@ func TestFileKeep(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(e.rc); string(b) != string(origRC) {
 		t.Fatalf("not restored:\n%s", b)
+	}
+}
+
+// TestFileKeepWatches: each way of rewriting resolv.conf wakes Keep through
+// inotify (its periodic check is an hour away here), including a write in
+// place to the file a bind mount shows as resolv.conf, whose directory is
+// elsewhere.
+func TestFileKeepWatches(t *testing.T) {
+	defer func(d time.Duration) { keepFallback = d }(keepFallback)
+	keepFallback = time.Hour
+	theirs := []byte("# dhclient was here\nnameserver 10.200.1.1\n")
+	for _, tc := range []struct {
+		name    string
+		root    bool
+		rewrite func(t *testing.T, e *fileEnv, under string)
+	}{
+		{"in place", false, func(t *testing.T, e *fileEnv, _ string) {
+			if err := os.WriteFile(e.rc, theirs, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"renamed over", false, func(t *testing.T, e *fileEnv, _ string) {
+			tmp := filepath.Join(e.etc, "resolv.conf.dhclient-new")
+			os.WriteFile(tmp, theirs, 0o644)
+			if err := os.Rename(tmp, e.rc); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"removed", false, func(t *testing.T, e *fileEnv, _ string) {
+			if err := os.Remove(e.rc); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"symlink put there", false, func(t *testing.T, e *fileEnv, _ string) {
+			os.WriteFile(filepath.Join(e.dir, "run", "managed.conf"), theirs, 0o644)
+			os.Remove(e.rc)
+			if err := os.Symlink("../run/managed.conf", e.rc); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"bind mount, the file underneath written", true, func(t *testing.T, e *fileEnv, under string) {
+			if err := os.WriteFile(under, theirs, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFileEnv(t)
+			os.WriteFile(e.rc, origRC, 0o644)
+			var under string
+			if tc.root {
+				if os.Geteuid() != 0 {
+					t.Skip("needs root to bind mount")
+				}
+				// As ip netns exec shows /etc/netns/NAME/resolv.conf.
+				under = filepath.Join(e.dir, "netns", "resolv.conf")
+				os.MkdirAll(filepath.Dir(under), 0o755)
+				os.WriteFile(under, origRC, 0o644)
+				if err := syscall.Mount(under, e.rc, "", syscall.MS_BIND, ""); err != nil {
+					t.Skipf("bind mount: %v", err)
+				}
+				t.Cleanup(func() { syscall.Unmount(e.rc, syscall.MNT_DETACH) })
+			}
+			c, err := Prepare(ctx, e.opts(), Settings{Link: "roamtun0", Servers: tunDNS})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Apply(ctx, e.opts(), c); err != nil {
+				t.Fatal(err)
+			}
+			ours, _ := os.ReadFile(e.rc)
+			kctx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- Keep(kctx, e.opts(), roundTrip(t, c)) }()
+			// Keep's first look (after it watches) finds ours: nothing to
+			// do. Rewrites before it watches would be put back all the same.
+			tc.rewrite(t, e, under)
+			failsafe := time.After(60 * time.Second)
+			for !e.log.has("put ours back") {
+				select {
+				case <-e.log.seen:
+				case <-failsafe:
+					t.Fatal("Keep did not notice the rewrite")
+				}
+			}
+			if b, _ := os.ReadFile(e.rc); string(b) != string(ours) {
+				t.Fatalf("ours was not put back:\n%s", b)
+			}
+			if fi, err := os.Lstat(e.rc); err != nil || !fi.Mode().IsRegular() {
+				t.Fatalf("resolv.conf after: %v %v", fi, err)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if err := Revert(ctx, e.opts(), c); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(e.rc); string(b) != string(origRC) {
+				t.Fatalf("not restored:\n%s", b)
+			}
+		})
 	}
 }
 
@@ -413,5 +515,17 @@ func TestResolvconfImplementation(t *testing.T) {
 	}
 	if got := debianPrefix(filepath.Join(dir, "none")); got != "" {
 		t.Errorf("prefix without the file %q", got)
+	}
+}
+
+func TestIsMountPoint(t *testing.T) {
+	if !isMountPoint("/proc") {
+		t.Error("/proc is not a mount point?")
+	}
+	if isMountPoint(t.TempDir()) {
+		t.Error("a temporary directory is a mount point?")
+	}
+	if got := unescapeMount(`/a\040b\134c\011`); got != "/a b\\c\t" {
+		t.Errorf("unescapeMount: %q", got)
 	}
 }

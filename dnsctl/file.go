@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/roamtun/roamtun/internal/atomicfile"
 )
@@ -243,43 +246,174 @@ func keepTheirs(log *slog.Logger, o Options, c Change, cur []byte, curErr error,
 		"path", c.Path, "kept", kept)
 }
 
+// How keepFile notices a rewrite. It is woken by inotify, on the file (a
+// write in place, also through a bind mount, whose file lives in another
+// directory) and on its directory (a rename over it, removal, a symlink
+// put there), and looks keepSettle after the last event, when the writer
+// is done. A check every keepFallback is the safety net for what inotify
+// cannot see (a network file system, a file system mounted over the
+// directory); without inotify at all it checks every keepPoll.
+const (
+	keepSettle = 100 * time.Millisecond
+	keepPoll   = 500 * time.Millisecond
+)
+
+var keepFallback = 30 * time.Second // a variable for tests
+
 // keepFile puts ours back when something rewrites the file, backing off
 // (1 s doubling to a minute) if it keeps happening, forgiving after two
-// quiet minutes. It polls: inotify misses a bind mount's underlying file
-// being replaced, and twice a second costs nothing.
+// quiet minutes.
 func keepFile(ctx context.Context, o Options, c Change) error {
 	want := content(c)
 	log := o.log()
-	const poll = 500 * time.Millisecond
 	backoff, next := time.Second, time.Time{}
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	fw, err := newFileWatch(c.Path)
+	poll := keepFallback
+	if err != nil {
+		log.Warn("cannot watch resolv.conf with inotify; checking it periodically instead", "path", c.Path, "every", keepPoll, "err", err)
+		poll = keepPoll
+	} else {
+		defer fw.close()
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	// One timer for both "the writer is done" and "the backoff is over".
+	timer := time.NewTimer(keepSettle) // a first look once the watch is in place
+	defer timer.Stop()
+	check := func() {
 		cur, err := os.ReadFile(c.Path)
 		link, _ := os.Readlink(c.Path)
 		if err == nil && link == "" && bytes.Equal(cur, want) {
-			if !next.IsZero() && time.Now().After(next.Add(2*time.Minute)) {
-				backoff, next = time.Second, time.Time{}
-			}
-			continue
+			return
 		}
-		if time.Now().Before(next) {
-			continue
+		now := time.Now()
+		if now.Before(next) {
+			timer.Reset(next.Sub(now)) // look again when the backoff is over
+			return
+		}
+		if !next.IsZero() && now.After(next.Add(2*time.Minute)) {
+			backoff = time.Second // quiet for two minutes: forgiven
 		}
 		if _, err := replace(c.Path, want, 0o644, nil); err != nil {
 			log.Warn("resolv.conf was rewritten while the tunnel is up; putting ours back failed", "path", c.Path, "err", err, "next_try_after", backoff)
 		} else {
 			log.Warn("resolv.conf was rewritten while the tunnel is up; put ours back", "path", c.Path, "next_try_after", backoff)
 		}
+		fw.rewatch() // a new file: a new inode to watch
 		next = time.Now().Add(backoff)
 		backoff = min(backoff*2, time.Minute)
 	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			check()
+		case ev := <-fw.events():
+			if ev.Name != fw.path {
+				continue // another file in the directory
+			}
+			fw.rewatch()
+			timer.Reset(keepSettle)
+		case err := <-fw.errors():
+			log.Debug("watching resolv.conf", "path", c.Path, "err", err)
+			fw.rewatch()
+			check() // events may have been lost
+		case <-timer.C:
+			check()
+		}
+	}
 }
+
+// fileWatch is inotify on a file and on its directory.
+type fileWatch struct {
+	path string
+	w    *fsnotify.Watcher
+}
+
+// newFileWatch watches path, and its directory unless path is a mount point
+// (a bind-mounted resolv.conf): no rename or removal can replace a mount
+// point, and the directory (the host's /etc under ip netns exec) may be a
+// busy one whose every event would wake us for nothing.
+func newFileWatch(path string) (*fileWatch, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	fw := &fileWatch{path: filepath.Clean(path), w: w}
+	if isMountPoint(fw.path) {
+		err = w.Add(fw.path)
+	} else {
+		err = w.Add(filepath.Dir(fw.path))
+		fw.rewatch()
+	}
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	return fw, nil
+}
+
+// isMountPoint reports whether path is where something is mounted, in our
+// mount namespace.
+func isMountPoint(path string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT ...; the mount point with
+		// space, tab, newline and backslash escaped in octal.
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == path {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// rewatch (re)adds the watch on the file itself: after a rename over it,
+// or its removal, the name is a new inode (or none, until it is made
+// again, which the directory's watch sees).
+func (fw *fileWatch) rewatch() {
+	if fw != nil {
+		fw.w.Add(fw.path)
+	}
+}
+
+func (fw *fileWatch) events() <-chan fsnotify.Event {
+	if fw == nil {
+		return nil
+	}
+	return fw.w.Events
+}
+
+func (fw *fileWatch) errors() <-chan error {
+	if fw == nil {
+		return nil
+	}
+	return fw.w.Errors
+}
+
+func (fw *fileWatch) close() { fw.w.Close() }
 
 type owner struct{ uid, gid int }
 

@@ -86,7 +86,7 @@ func runDaemon(e *env, args []string) error {
 			e.log.Error("control socket stopped; status/up/down are unavailable", "err", err)
 		}
 	})
-	wg.Go(func() { holder.Run(ctx, 2*time.Second, e.log, func(*policy.Policy) { d.Reload(ctx) }) })
+	wg.Go(func() { holder.Run(ctx, time.Minute, e.log, func(*policy.Policy) { d.Reload(ctx) }) })
 	wg.Go(func() { reportStatus(ctx, d, e.log) })
 	running := make(chan error, 1)
 	wg.Go(func() { running <- d.Run(ctx) })

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/roamtun/roamtun/tunnel"
@@ -94,12 +95,14 @@ func runServe(e *env, args []string) error {
 	default:
 		cfg.RefuseAuth = true // no secrets: we cannot prove ourselves
 	}
+	in, out, restore := pollableStdio()
+	defer restore()
 	start := time.Now()
 	var wasUp bool
 	var claim *tunnel.PeerClaim
 	defer func() { claim.Release() }()
 	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
-		Stream: stdio{os.Stdin, os.Stdout}, Link: cfg, Interface: *ifname, MTU: *mtu, Log: e.log,
+		Stream: stdio{in, out}, Link: cfg, Interface: *ifname, MTU: *mtu, Log: e.log,
 		OnUp: func(s ppp.Session, ifname string, _ func() ppp.Stats) {
 			wasUp = true
 			e.log.Info("link up", "interface", ifname, "local", s.LocalIP, "peer", s.PeerIP,
@@ -139,4 +142,44 @@ func flagAddr(flag, s string) (netip.Addr, error) {
 		return netip.Addr{}, usagef("%s: not an IPv4 address: %q", flag, s)
 	}
 	return a, nil
+}
+
+// pollableStdio returns stdin and stdout in Go's poller when they are pipes
+// or sockets (sshd's, for a forced command), non-blocking for as long as
+// serve runs. Read in a blocking system call instead, stdin keeps the Go
+// runtime's monitor thread polling for ~10 ms after every frame, which on
+// an idle link is most of serve's wake-ups. A terminal, or a file, is left
+// as it is. restore puts the blocking mode back (the far end of a pipe may
+// be shared with whoever started us).
+func pollableStdio() (in, out *os.File, restore func()) {
+	var undo []int
+	wrap := func(fd int, f *os.File) *os.File {
+		var st syscall.Stat_t
+		if syscall.Fstat(fd, &st) != nil {
+			return f
+		}
+		if t := st.Mode & syscall.S_IFMT; t != syscall.S_IFIFO && t != syscall.S_IFSOCK {
+			return f
+		}
+		// A duplicate, so that the link closing its stream leaves fd 0
+		// and 1 open for restore (the mode belongs to the open file,
+		// which both share).
+		nfd, err := syscall.Dup(fd)
+		if err != nil {
+			return f
+		}
+		syscall.CloseOnExec(nfd)
+		if syscall.SetNonblock(nfd, true) != nil {
+			syscall.Close(nfd)
+			return f
+		}
+		undo = append(undo, fd)
+		return os.NewFile(uintptr(nfd), f.Name()) // non-blocking: it joins the poller
+	}
+	in, out = wrap(0, os.Stdin), wrap(1, os.Stdout)
+	return in, out, func() {
+		for _, fd := range undo {
+			syscall.SetNonblock(fd, false)
+		}
+	}
 }

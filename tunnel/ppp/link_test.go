@@ -203,6 +203,44 @@ func TestLinkEchoTimeout(t *testing.T) {
 	}
 }
 
+// TestLinkEchoAdaptive: while the far end sends, the keepalive sends no
+// echoes (pppd's lcp-echo-adaptive); the far end counts what it receives,
+// which is nothing but our echo requests since it sends all the packets.
+func TestLinkEchoAdaptive(t *testing.T) {
+	a, b := net.Pipe()
+	s := mustSecrets(t, testSecrets)
+	cc := clientConfig(s)
+	cc.EchoInterval = 100 * time.Millisecond
+	cli := start(t, a, cc)
+	sc := serverConfig(s)
+	sc.EchoInterval = 0
+	srv := start(t, b, sc)
+	waitUp(t, cli, srv)
+	pkt := make([]byte, 20)
+	pkt[0] = 0x45
+	const ticks = 30
+	before := srv.l.Stats().RxFrames
+	for t0 := time.Now(); time.Since(t0) < ticks*cc.EchoInterval; time.Sleep(5 * time.Millisecond) {
+		if err := srv.l.WritePacket(pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Without adaptation there would be one echo each tick; a gross bound
+	// leaves room for a loaded machine's stalls.
+	if echoes := srv.l.Stats().RxFrames - before; echoes > ticks/4 {
+		t.Errorf("%d echo requests in %d intervals of steady traffic from the far end", echoes, ticks)
+	}
+	// Idle again: the echoes come back (the far end hears them).
+	before = srv.l.Stats().RxFrames
+	deadline := time.Now().Add(20 * time.Second)
+	for srv.l.Stats().RxFrames == before {
+		if time.Now().After(deadline) {
+			t.Fatal("no echo request on an idle link")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // loop is a stream wired to itself: everything written is read back.
 type loop struct {
 	r *io.PipeReader

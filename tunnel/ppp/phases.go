@@ -151,6 +151,14 @@ func (l *Link) secretFor(client, server string) (string, bool) {
 	return "", false
 }
 
+// startEcho runs the keepalive, adaptively like pppd's lcp-echo-adaptive:
+// every EchoInterval it looks whether anything came from the far end since
+// the last look (any frame: packets, its own echoes, replies to ours), and
+// sends an Echo-Request only if nothing did. A busy link, or one whose far
+// end echoes as often, carries no echoes of ours; an idle one sends one
+// every other interval (the reply counts as traffic for the next). The link
+// is dead after EchoFailures requests in a row went unanswered, with
+// nothing else heard either.
 func (l *Link) startEcho() {
 	if l.cfg.EchoInterval <= 0 {
 		return
@@ -158,9 +166,16 @@ func (l *Link) startEcho() {
 	l.echoGen++
 	l.echoFails = 0
 	gen := l.echoGen
+	seen := l.rxFrames.Load()
 	var tick func()
 	tick = func() {
 		if gen != l.echoGen || l.done {
+			return
+		}
+		if n := l.rxFrames.Load(); n != seen {
+			seen = n
+			l.echoFails = 0
+			l.after(l.cfg.EchoInterval, tick)
 			return
 		}
 		if l.echoFails >= l.cfg.EchoFailures {
