@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -69,6 +71,9 @@ type Status struct {
 	Tunnel   *TunnelStatus  `json:"tunnel,omitempty"`
 	Reason   string         `json:"reason"`
 	Override Override       `json:"override,omitempty"` // until the network changes
+	// Uplinks lists every network with a default route and its verdict,
+	// the primary (Network) first, when there is more than one.
+	Uplinks []NetworkStatus `json:"uplinks,omitempty"`
 }
 
 // Override is what `roamtun up` / `roamtun down` impose until the network
@@ -99,7 +104,12 @@ type Options struct {
 	// Networks delivers the primary network whenever it changes; the zero
 	// Network means none. The daemon reads it until it is closed.
 	Networks <-chan watcher.Network
-	Hooks    *Hooks // may be nil
+	// Uplinks returns every network with a default route (the primary
+	// among them), read at each evaluation: the others are judged too,
+	// trusted ones let out of the standby firewall, untrusted ones kept
+	// closed. nil: the primary only.
+	Uplinks func() []watcher.Network
+	Hooks   *Hooks // may be nil
 	// Standby: until the daemon has judged a network, nothing but DHCP and
 	// ND leaves it (tunnel.StartStandby). Set when profiles use lockdown.
 	Standby bool
@@ -138,7 +148,10 @@ type Daemon struct {
 	portal   map[string]time.Time // per network: direct traffic allowed until, to sign in
 	done     chan struct{}        // closed when Run returns
 	standby  Standby
-	open     string // the interface the standby firewall lets out
+	opened   map[string]bool // interfaces the standby firewall lets out now
+	primary  string          // the primary uplink's interface, when it may be let out
+	trusted  map[string]bool // other uplinks judged trusted
+	others   []NetworkStatus // the other uplinks and their verdicts
 
 	bg sync.WaitGroup // background lookups (learnAddrs); joined when Run returns
 }
@@ -176,7 +189,7 @@ func New(o Options) *Daemon {
 		o.Clock = realClock{}
 	}
 	return &Daemon{o: o, log: o.Log, reqs: make(chan func(context.Context)), events: make(chan tunEvent, 64),
-		subs: map[chan Status]struct{}{}, portal: map[string]time.Time{},
+		subs: map[chan Status]struct{}{}, portal: map[string]time.Time{}, opened: map[string]bool{},
 		done:   make(chan struct{}),
 		status: Status{State: StateIdle, Reason: "no network yet"}}
 }
@@ -282,24 +295,80 @@ func (d *Daemon) allowProbes(ctx context.Context) {
 	}
 }
 
-// letOut opens the standby firewall for ifname alone ("" for none).
+// letOut lets the primary uplink ifname out of the standby firewall ("" for
+// none); other uplinks stay as judged.
 func (d *Daemon) letOut(ifname string) {
-	if d.standby == nil || d.open == ifname {
+	d.primary = ifname
+	d.syncStandby()
+}
+
+// syncStandby opens the standby firewall for the primary uplink (when let
+// out) and the other uplinks judged trusted, and closes it for the rest.
+func (d *Daemon) syncStandby() {
+	if d.standby == nil {
 		return
 	}
-	if d.open != "" {
-		if err := d.standby.Close(d.open); err != nil {
-			d.log.Error("standby firewall", "err", err)
+	want := map[string]bool{}
+	if d.primary != "" {
+		want[d.primary] = true
+	}
+	for ifname := range d.trusted {
+		want[ifname] = true
+	}
+	for _, ifname := range slices.Sorted(maps.Keys(d.opened)) {
+		if !want[ifname] {
+			if err := d.standby.Close(ifname); err != nil {
+				d.log.Error("standby firewall", "err", err)
+			}
+			delete(d.opened, ifname)
 		}
 	}
-	d.open = ""
-	if ifname != "" {
+	for _, ifname := range slices.Sorted(maps.Keys(want)) {
+		if d.opened[ifname] {
+			continue
+		}
 		if err := d.standby.Open(ifname); err != nil {
 			d.log.Error("standby firewall", "err", err)
-			return
+			continue
 		}
-		d.open = ifname
+		d.opened[ifname] = true
 	}
+}
+
+// judgeOthers judges every uplink but the primary: a trusted one may carry
+// traffic of its own (a dock's Ethernet at the office beside the café's
+// Wi-Fi), an untrusted one stays closed under the standby firewall; the
+// tunnel runs over the primary.
+func (d *Daemon) judgeOthers(ctx context.Context, primary watcher.Network) {
+	d.trusted, d.others = map[string]bool{}, nil
+	if d.o.Uplinks == nil {
+		return
+	}
+	for _, n := range d.o.Uplinks() {
+		if n.Interface == primary.Interface || !n.Gateway.IsValid() {
+			continue
+		}
+		var v policy.Verifier
+		if d.o.Verify != nil {
+			v = d.o.Verify.For(n)
+		}
+		dec := d.o.Policy.Policy().Decide(ctx, n, v)
+		if dec.Action == policy.ActionTrust {
+			d.trusted[n.Interface] = true
+		}
+		d.others = append(d.others, networkStatus(n, dec))
+	}
+}
+
+// networkStatus is a network and its verdict, for status.
+func networkStatus(n watcher.Network, dec policy.Decision) NetworkStatus {
+	ns := NetworkStatus{Interface: n.Interface, Kind: string(n.Kind), SSID: n.DisplaySSID(), BSSID: n.BSSID,
+		Security: string(n.Security), GatewayMAC: n.GatewayMAC, Connectivity: string(n.Connectivity),
+		TunnelVision: n.TunnelVision, Rule: dec.Rule, Action: string(dec.Action)}
+	if n.Gateway.IsValid() {
+		ns.Gateway = n.Gateway.String()
+	}
+	return ns
 }
 
 // sameNetwork: one network, perhaps another access point of it (a roam).
@@ -310,6 +379,7 @@ func sameNetwork(a, b watcher.Network) bool {
 // evaluate decides what the current network gets and makes it so.
 func (d *Daemon) evaluate(ctx context.Context) {
 	n := d.net
+	d.judgeOthers(ctx, n)
 	if n.IsZero() {
 		d.stop(ctx)
 		d.letOut("")
@@ -330,17 +400,18 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	case OverrideDown:
 		dec.Action, dec.Reason = policy.ActionTrust, "override (roamtun down) until the network changes; policy says: "+dec.Reason
 	}
-	ns := &NetworkStatus{Interface: n.Interface, Kind: string(n.Kind), SSID: n.DisplaySSID(), BSSID: n.BSSID,
-		Security: string(n.Security), GatewayMAC: n.GatewayMAC, Connectivity: string(n.Connectivity),
-		TunnelVision: n.TunnelVision, Rule: dec.Rule, Action: string(dec.Action)}
-	if n.Gateway.IsValid() {
-		ns.Gateway = n.Gateway.String()
-	}
+	primary := networkStatus(n, dec)
+	ns := &primary
 	if n.TunnelVision {
 		d.log.Warn("the network's DHCP pushes routes that cover the default route (TunnelVision, CVE-2024-3661)",
 			"interface", n.Interface, "routes", n.ClasslessRoutes)
 	}
-	base := func(s *Status) { s.Network, s.Override = ns, d.override }
+	base := func(s *Status) {
+		s.Network, s.Override = ns, d.override
+		if len(d.others) > 0 {
+			s.Uplinks = append([]NetworkStatus{primary}, d.others...)
+		}
+	}
 
 	if dec.Action == policy.ActionTrust {
 		d.stop(ctx)
@@ -687,6 +758,7 @@ func cloneStatus(s Status) Status {
 		t.DNS = append([]string{}, t.DNS...)
 		s.Tunnel = &t
 	}
+	s.Uplinks = slices.Clone(s.Uplinks)
 	return s
 }
 

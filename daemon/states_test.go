@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,6 +76,9 @@ type harness struct {
 	nets   chan watcher.Network
 	verify *fakeVerifier
 	run    *fakeRun
+
+	mu      sync.Mutex
+	uplinks []watcher.Network // what the watcher would list beside the primary
 }
 
 func newHarness(t *testing.T) *harness {
@@ -107,6 +112,11 @@ interface = "roamtun0"
 	h.links = newFakeLinks(h.tr)
 	h.d = daemon.New(daemon.Options{Config: cfg, Host: &fakeHost{tr: h.tr}, Policy: holder, Networks: h.nets,
 		Standby: true, Supervise: h.links.Supervise, Clock: h.clock,
+		Uplinks: func() []watcher.Network {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return slices.Clone(h.uplinks)
+		},
 		WatchNetwork: func(ctx context.Context, _ chan<- struct{}, _ string, _ time.Duration, _ *slog.Logger) {
 			<-ctx.Done()
 		},
@@ -130,6 +140,14 @@ interface = "roamtun0"
 func (h *harness) network(n watcher.Network) {
 	h.nets <- n
 	h.flush()
+}
+
+// networks sends a primary network with other uplinks beside it.
+func (h *harness) networks(primary watcher.Network, others ...watcher.Network) {
+	h.mu.Lock()
+	h.uplinks = append([]watcher.Network{primary}, others...)
+	h.mu.Unlock()
+	h.network(primary)
 }
 
 // flush waits for the daemon's goroutine to finish what it was doing.
@@ -179,15 +197,18 @@ var cmpNil = cmp.Transformer("nil", func(s []string) []string {
 var (
 	home1 = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Home", BSSID: "aa:aa:aa:aa:aa:01",
 		Security: watcher.SecurityWPA2, Gateway: netip.MustParseAddr("192.168.1.1")}
-	home2     = with(home1, func(n *watcher.Network) { n.BSSID = "aa:aa:aa:aa:aa:02" })
-	evilTwin  = with(home1, func(n *watcher.Network) { n.BSSID = "66:66:66:66:66:66" })
-	cafe      = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Cafe", BSSID: "cc:cc:cc:cc:cc:01", Security: watcher.SecurityOpen}
-	cafeAP2   = with(cafe, func(n *watcher.Network) { n.BSSID = "cc:cc:cc:cc:cc:02" })
-	portal    = with(cafe, func(n *watcher.Network) { n.Connectivity = watcher.ConnectivityPortal })
-	signedIn  = with(cafe, func(n *watcher.Network) { n.Connectivity = watcher.ConnectivityFull })
-	office    = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Office", BSSID: "0f:0f:0f:0f:0f:01", Security: watcher.SecurityWPA2}
-	hostile   = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Evil", BSSID: "ee:ee:ee:ee:ee:01", Security: watcher.SecurityOpen}
-	noNetwork = watcher.Network{}
+	home2    = with(home1, func(n *watcher.Network) { n.BSSID = "aa:aa:aa:aa:aa:02" })
+	evilTwin = with(home1, func(n *watcher.Network) { n.BSSID = "66:66:66:66:66:66" })
+	cafe     = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Cafe", BSSID: "cc:cc:cc:cc:cc:01", Security: watcher.SecurityOpen,
+		Gateway: netip.MustParseAddr("10.200.1.1")}
+	homeOnWlan1 = with(home1, func(n *watcher.Network) { n.Interface = "wlan1" })
+	cafeOnWlan1 = with(cafe, func(n *watcher.Network) { n.Interface = "wlan1" })
+	cafeAP2     = with(cafe, func(n *watcher.Network) { n.BSSID = "cc:cc:cc:cc:cc:02" })
+	portal      = with(cafe, func(n *watcher.Network) { n.Connectivity = watcher.ConnectivityPortal })
+	signedIn    = with(cafe, func(n *watcher.Network) { n.Connectivity = watcher.ConnectivityFull })
+	office      = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Office", BSSID: "0f:0f:0f:0f:0f:01", Security: watcher.SecurityWPA2}
+	hostile     = watcher.Network{Interface: "wlan0", Kind: watcher.KindWifi, SSID: "Evil", BSSID: "ee:ee:ee:ee:ee:01", Security: watcher.SecurityOpen}
+	noNetwork   = watcher.Network{}
 )
 
 func with(n watcher.Network, f func(*watcher.Network)) watcher.Network { f(&n); return n }
@@ -297,6 +318,25 @@ func TestStates(t *testing.T) {
 			h.expect(daemon.StatePortal)
 			h.clock.Advance(time.Minute) // the window closes: tunnel anyway
 			h.expect(daemon.StateConnecting, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+		}},
+		{"a second uplink, trusted, is let out beside the tunnel", func(h *harness) {
+			h.networks(cafe, homeOnWlan1)
+			h.expect(daemon.StateConnecting, "standby open wlan1", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+			if u := h.d.Status().Uplinks; len(u) != 2 || u[0].Interface != "wlan0" || u[0].Action != "tunnel" ||
+				u[1].Interface != "wlan1" || u[1].Action != "trust" {
+				t.Errorf("uplinks in status: %+v", u)
+			}
+		}},
+		{"a second uplink, untrusted, stays closed beside a trusted primary", func(h *harness) {
+			h.networks(home1, cafeOnWlan1)
+			h.expect(daemon.StateDirect, "standby open wlan0")
+		}},
+		{"the primary goes: the tunnel moves to the other uplink", func(h *harness) {
+			h.networks(cafe, cafeOnWlan1)
+			h.tunnelUp()
+			h.networks(cafeOnWlan1) // wlan0 gone: wlan1 is the primary now
+			h.expect(daemon.StateConnecting, "link stopped", "guard close", "standby close wlan0",
+				"protect home 198.51.100.7 lockdown=true", "standby open wlan1")
 		}},
 		{"a captive portal: signed in within the window", func(h *harness) {
 			h.network(portal)

@@ -166,7 +166,9 @@ func (w *Watcher) refresh(ctx context.Context, first bool) {
 	all := Merge(parts, sourceOrder(w.sources))
 	primary := Primary(all)
 	w.mu.Lock()
-	changed := first || !primary.Equal(w.primary)
+	// Another uplink coming, going or changing is news too: the daemon
+	// judges every uplink, not only the primary.
+	changed := first || !primary.Equal(w.primary) || !slices.EqualFunc(Uplinks(all), Uplinks(w.all), Network.Equal)
 	w.primary, w.all = primary, all
 	w.mu.Unlock()
 	if !changed {
@@ -296,6 +298,17 @@ func first[T comparable](dst *T, v T) {
 	if *dst == zero {
 		*dst = v
 	}
+}
+
+// Uplinks are the networks with a default route, in the order of all.
+func Uplinks(all []Network) []Network {
+	var out []Network
+	for _, n := range all {
+		if n.Gateway.IsValid() {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Primary is the network the laptop's traffic uses: the one holding the

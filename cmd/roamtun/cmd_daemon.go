@@ -16,6 +16,7 @@ import (
 	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/internal/serveraddr"
 	"github.com/roamtun/roamtun/policy"
+	"github.com/roamtun/roamtun/watcher"
 )
 
 var daemonCmd = &command{
@@ -59,7 +60,7 @@ func runDaemon(e *env, args []string) error {
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
-	nets, stopWatch, err := startWatcher(ctx, cfg, e.log)
+	w, stopWatch, err := startWatcher(ctx, cfg, e.log)
 	if err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func runDaemon(e *env, args []string) error {
 	for _, p := range cfg.Profiles {
 		standby = standby || p.Lockdown
 	}
-	d := daemon.New(daemon.Options{Config: cfg, Host: sys, Policy: holder, Networks: nets, Hooks: hooks, Standby: standby,
+	d := daemon.New(daemon.Options{Config: cfg, Host: sys, Policy: holder, Networks: w.Changes(), Uplinks: func() []watcher.Network { _, all := w.Current(); return watcher.Uplinks(all) }, Hooks: hooks, Standby: standby,
 		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log})
 	ctl := &control.Server{Daemon: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
 		Group: cfg.Daemon.SocketGroup, Log: e.log,

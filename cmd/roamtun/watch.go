@@ -15,7 +15,7 @@ import (
 
 // startWatcher runs the watcher over the configured sources and returns its
 // stream of primary networks.
-func startWatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (<-chan watcher.Network, func(), error) {
+func startWatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (*watcher.Watcher, func(), error) {
 	var ignore []string
 	for _, p := range cfg.Profiles {
 		ignore = append(ignore, p.Interface)
@@ -42,5 +42,5 @@ func startWatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (<-
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { w.Run(wctx); close(done) }()
-	return w.Changes(), func() { cancel(); <-done }, nil
+	return w, func() { cancel(); <-done }, nil
 }
