@@ -608,7 +608,7 @@ func (d *Daemon) onTunnelEvent(te tunEvent) {
 	ev := te.ev
 	switch ev.Kind {
 	case tunnel.EventDialing:
-		d.log.Info("dialing", "profile", r.profile.Name, "attempt", ev.Attempt)
+		d.log.Info("dialing", "profile", r.profile.Name, "attempt", ev.Attempt, "cause", ev.Cause)
 	case tunnel.EventUp:
 		r.ups++
 		d.mu.Lock()

@@ -65,11 +65,14 @@ func watchOnce(ctx context.Context, kick chan<- struct{}, ignore string, settle 
 		return
 	}
 	var timer <-chan time.Time
+	// The tunnel's device comes and goes with each session; the events of
+	// one that just went (its addresses deleted after it) are still its.
+	lastIgnore := -1
 	ignoreIndex := func() int {
 		if l, err := netlink.LinkByName(ignore); err == nil {
-			return l.Attrs().Index
+			lastIgnore = l.Attrs().Index
 		}
-		return -1
+		return lastIgnore
 	}
 	for {
 		select {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -199,14 +200,22 @@ func TestRedial(t *testing.T) {
 	// The server goes away for 8 s: sshd stops and the running session
 	// dies with it. Each attempt is refused at once, so only the backoff
 	// stands between us and a busy loop.
-	before := strings.Count(conn.Stderr(), `msg=dialing`)
+	before := len(conn.Stderr())
 	s.sshd.Stop()
 	killServe(t, s.tri.Home)
-	time.Sleep(8 * time.Second)
-	attempts := strings.Count(conn.Stderr(), `msg=dialing`) - before
-	t.Logf("server down 8 s: %d dial attempts (backoff 0, 0.5, 1, 2, 4 s ...)", attempts)
-	if attempts < 3 || attempts > 8 {
-		t.Errorf("%d dial attempts in 8 s of outage; want 3..8 (immediate, then exponential backoff)", attempts)
+	time.Sleep(8 * time.Second) // the outage
+	// No busy loop, whatever the machine's speed: after the immediate
+	// redial every failed attempt waits (0.5, 1, 2, 4 s ..., with jitter),
+	// and the waits grow.
+	waits := redialWaits(t, conn.Stderr()[before:])
+	t.Logf("server down 8 s: waits between attempts %v", waits)
+	if len(waits) < 2 || slices.Max(waits) < time.Second {
+		t.Errorf("the backoff did not grow in 8 s of outage: %v", waits)
+	}
+	for _, w := range waits[min(1, len(waits)):] {
+		if w < 300*time.Millisecond {
+			t.Errorf("a failed attempt was retried after only %v: %v", w, waits)
+		}
 	}
 	if err := s.sshd.Start(); err != nil {
 		t.Fatal(err)
@@ -237,8 +246,11 @@ func TestCafeLinkOutage(t *testing.T) {
 	}
 	back := waitUps(t, conn, 2, 60*time.Second)
 	t.Logf("café link down 10 s: tunnel back %s after the path returned (goal: 2 s)", back.Round(time.Millisecond))
-	if back > 2*time.Second {
-		t.Logf("slower than the 2 s goal; stderr:\n%s", conn.Stderr())
+	// The goal is met by its mechanism, not by a stopwatch: the attempt
+	// that brought the link back was made because the path returned, not
+	// because a backoff (by then 4–8 s long) ran out.
+	if last := lastDial(conn.Stderr()); !strings.Contains(last, "cause=network-change") {
+		t.Errorf("the redial that worked was not made for the network's return: %s\nstderr:\n%s", last, conn.Stderr())
 	}
 	if out, err := s.tri.Laptop.Run("ping", "-c", "2", "-i", "0.2", "-W", "3", "10.9.0.1"); err != nil {
 		t.Fatalf("ping after the outage: %v\n%s", err, out)
@@ -384,4 +396,36 @@ func TestRoamReplacesStaleSession(t *testing.T) {
 	}
 	conn.Cmd.Process.Signal(syscall.SIGTERM)
 	conn.Wait(30 * time.Second)
+}
+
+// lastDial is connect's last "dialing" log line.
+func lastDial(stderr string) string {
+	lines := strings.Split(stderr, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "msg=dialing") {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
+// redialWaits are the waits connect announced ("redialing in=…"), in order.
+func redialWaits(t *testing.T, stderr string) []time.Duration {
+	t.Helper()
+	var out []time.Duration
+	for _, line := range strings.Split(stderr, "\n") {
+		if !strings.Contains(line, "msg=redialing") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "in="); ok {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					t.Fatalf("%q: %v", line, err)
+				}
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }

@@ -18,8 +18,9 @@ import (
 type Event struct {
 	Time    time.Time
 	Kind    EventKind
-	Attempt int   // dial attempts since the tunnel last stayed up
-	Reason  error // why the link went down (Kind "down")
+	Attempt int       // dial attempts since the tunnel last stayed up
+	Reason  error     // why the link went down (Kind "down")
+	Cause   DialCause // why this attempt now (Kind "dialing")
 	Wait    time.Duration
 	Session ppp.Session      // Kind "up"
 	Ifname  string           // Kind "up"
@@ -40,6 +41,17 @@ const (
 // ErrUplinkChanged ends a session whose uplink went from under it (see
 // SuperviseOptions.Stale).
 var ErrUplinkChanged = errors.New("the uplink changed under the tunnel: redialing at once")
+
+// DialCause says why a dial attempt happens when it does.
+type DialCause string
+
+// Dial causes.
+const (
+	CauseFirst   DialCause = "first"          // the tunnel starts
+	CauseDrop    DialCause = "link-dropped"   // at once after a link that was up went down
+	CauseBackoff DialCause = "backoff"        // the wait after a failed attempt ran out
+	CauseNetwork DialCause = "network-change" // the network changed during the wait (or under the link)
+)
 
 // SuperviseOptions say how to dial and run sessions.
 type SuperviseOptions struct {
@@ -121,6 +133,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			}
 		}()
 	}
+	cause := CauseFirst
 	for attempt := 1; ; attempt++ {
 		// What changed before this attempt is old news to it.
 		for _, ch := range []chan struct{}{kicks, changes} {
@@ -129,7 +142,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			default:
 			}
 		}
-		emit(Event{Kind: EventDialing, Attempt: attempt})
+		emit(Event{Kind: EventDialing, Attempt: attempt, Cause: cause})
 		var upAt time.Time
 		var up, kicked, moved atomic.Bool
 		var current atomic.Pointer[Command] // this attempt's transport, once started
@@ -217,6 +230,14 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			o.Backoff.Reset()
 		}
 		wait := o.Backoff.Next(lasted)
+		switch {
+		case kicked.Load() || moved.Load():
+			cause = CauseNetwork
+		case wait == 0:
+			cause = CauseDrop
+		default:
+			cause = CauseBackoff
+		}
 		emit(Event{Kind: EventWaiting, Attempt: attempt, Wait: wait, Reason: err})
 		t := time.NewTimer(wait)
 		select {
@@ -228,6 +249,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 			t.Stop()
 			o.Backoff.Reset()
 			o.Backoff.Next(0) // the attempt now is the immediate one
+			cause = CauseNetwork
 		}
 	}
 }

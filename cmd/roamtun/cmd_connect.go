@@ -127,7 +127,7 @@ func runConnect(e *env, args []string) (rerr error) {
 						e.log.Debug("no path to the server yet", "err", err)
 					}
 				}
-				e.log.Info("dialing", "profile", p.Name, "attempt", ev.Attempt)
+				e.log.Info("dialing", "profile", p.Name, "attempt", ev.Attempt, "cause", ev.Cause)
 			case tunnel.EventUp:
 				if guard != nil {
 					if err := guard.Up(e.ctx, ev.Ifname, ev.Session); err != nil {
