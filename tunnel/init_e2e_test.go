@@ -156,4 +156,3 @@ func keyFP(t *testing.T, path string) string {
 	}
 	return fp
 }
-
