@@ -48,7 +48,7 @@ func runServerSetup(e *env, args []string) error {
 	fs.StringVar(&s.Roamtun, "roamtun", "/usr/bin/roamtun", "`PATH` where roamtun is installed on the server (--far-end roamtun)")
 	fs.StringVar(&s.ServeBinary, "serve-binary", "/usr/lib/roamtun/roamtun-serve", "`PATH` where the capable copy of roamtun goes, runnable only by group "+tunnel.LinkGroup+" (--far-end roamtun)")
 	fs.BoolVar(&f.apply, "apply", false, "run the server's part here (as root) instead of printing it; print the laptop's part")
-	fs.BoolVar(&f.asJSON, "json", false, "with --apply: print the laptop's part as JSON {\"user\",\"name\",\"remote_name\",\"secrets\",\"local\",\"peer\",\"dns\",\"host_key\",\"fingerprint\"}; with --list: the pool")
+	fs.BoolVar(&f.asJSON, "json", false, "with --apply: print the laptop's part as one JSON object (user, name, remote_name, secrets, local, peer, dns, host_key, fingerprint); with --list: the pool as a JSON array")
 	fs.BoolVar(&f.list, "list", false, "list the laptops set up here: fingerprint, peer address, CHAP name, key comment")
 	fs.StringVar(&f.revoke, "revoke", "", "remove a laptop (`KEY_OR_FINGERPRINT`: SHA256:…, a public key file or line): its key line, its secrets, its address")
 	fs.StringVar(&f.pool, "pool", tunnel.DefaultPoolFile, "the address pool `FILE` (root, 0600; locked while in use)")
