@@ -119,7 +119,7 @@ func warnWrongMachine(e *env, s tunnel.ServerSetup, f serverSetupFlags, hostGive
 	}
 	fmt.Fprintf(e.stderr, "roamtun server-setup: warning: --host %s is %s, not an address of this machine: "+
 		"if this is not %s, the host key read here (%s, %s) is this machine's and the laptop must not pin it "+
-		"(a server behind NAT is fine)\n", s.Host, addrs[0], s.Host, f.hostKey, here)
+		"(a server behind NAT is fine)\n", s.Host, addrs[0].Unmap(), s.Host, f.hostKey, here)
 }
 
 func localAddrs() map[netip.Addr]bool {
