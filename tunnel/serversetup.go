@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -34,6 +35,58 @@ type ServerSetup struct {
 	HostKeyPub  string // the server's host key line ("ssh-ed25519 AAAA..."), for the laptop to pin
 	Host        string // the server's name as the laptop dials it
 	Port        int
+	// ID, when set, names this laptop's own pppd peers file
+	// (/etc/ppp/peers/roamtun-ID), so that each laptop of a pool gets its
+	// own address. Letters and digits.
+	ID string
+	// The CHAP secrets, the laptop's (client to server) and the server's;
+	// fresh random ones when empty.
+	ClientSecret, ServerSecret string
+}
+
+// LaptopSetup is what the laptop needs from an applied server setup
+// (`server-setup --apply --json`).
+type LaptopSetup struct {
+	User        string      `json:"user"`        // the link account to log in as
+	Name        string      `json:"name"`        // the laptop's CHAP name
+	RemoteName  string      `json:"remote_name"` // the server's
+	Secrets     CHAPSecrets `json:"secrets"`
+	Local       string      `json:"local"` // the server's address on the link
+	Peer        string      `json:"peer"`  // the laptop's
+	DNS         string      `json:"dns"`
+	HostKey     string      `json:"host_key,omitempty"` // the host key line read on the server
+	Fingerprint string      `json:"fingerprint"`        // of the laptop's key
+}
+
+// CHAPSecrets are the two secrets of a link, one each way.
+type CHAPSecrets struct {
+	Client string `json:"client"` // the laptop proves itself with this
+	Server string `json:"server"` // the server proves itself with this
+}
+
+// Laptop returns the laptop's part of a prepared setup (see Prepare).
+func (s ServerSetup) Laptop() LaptopSetup {
+	fp, _ := Fingerprint(s.PubKey)
+	return LaptopSetup{User: s.User, Name: s.ClientName, RemoteName: s.ServerName,
+		Secrets: CHAPSecrets{Client: s.ClientSecret, Server: s.ServerSecret},
+		Local:   s.Local.String(), Peer: s.Peer.String(), DNS: s.DNS.String(),
+		HostKey: s.HostKeyPub, Fingerprint: fp}
+}
+
+// PeersFile is the pppd peers file the setup writes (--far-end pppd).
+func (s ServerSetup) PeersFile() string {
+	if s.ID == "" {
+		return "/etc/ppp/peers/roamtun"
+	}
+	return "/etc/ppp/peers/roamtun-" + s.ID
+}
+
+// SecretsFile is the chap-secrets file on the server the setup appends to.
+func (s ServerSetup) SecretsFile() string {
+	if s.FarEnd == "pppd" {
+		return "/etc/ppp/chap-secrets"
+	}
+	return "/etc/roamtun/chap-secrets"
 }
 
 // LinkGroup holds the link accounts: only they may run the capable copy of
@@ -47,6 +100,9 @@ var (
 	// hostRE: a DNS name (an IP literal is checked with netip).
 	hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$`)
 	pathRE = regexp.MustCompile(`^/[A-Za-z0-9._/+-]+$`)
+	idRE   = regexp.MustCompile(`^[A-Za-z0-9]{1,32}$`)
+	// secretRE: secrets go into shell lines and chap-secrets in quotes.
+	secretRE = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
 )
 
 // ReadPubKey reads a single-line OpenSSH public key file and returns it in
@@ -166,6 +222,15 @@ printf '%s\n' '{hostpat} {pin}' >> /etc/roamtun/known_hosts
 // end gets the right to create its interface, and the laptop's side
 // (secrets, known_hosts pin, profile). The secrets exist only in this text.
 func (s ServerSetup) Recipe() (string, error) {
+	if err := s.Prepare(); err != nil {
+		return "", err
+	}
+	return s.recipe(), nil
+}
+
+// Prepare fills in the defaults and fresh secrets, and validates: after
+// it, Recipe and Laptop describe the same setup.
+func (s *ServerSetup) Prepare() error {
 	if s.User == "" {
 		s.User = "ppp-link"
 	}
@@ -190,22 +255,29 @@ func (s ServerSetup) Recipe() (string, error) {
 	if s.Host == "" {
 		s.Host = "vpn.example.net"
 	}
-	if err := s.validate(); err != nil {
-		return "", err
+	if s.ClientSecret == "" {
+		s.ClientSecret = secret()
 	}
+	if s.ServerSecret == "" {
+		s.ServerSecret = secret()
+	}
+	return s.validate()
+}
+
+func (s ServerSetup) recipe() string {
 	var forced, rights, secrets, mode string
 	if s.FarEnd == "pppd" {
-		forced = "/usr/sbin/pppd call roamtun"
-		secrets, mode = "/etc/ppp/chap-secrets", "root, 0600: pppd reads it as root"
+		forced = "/usr/sbin/pppd call " + filepath.Base(s.PeersFile())
+		secrets, mode = s.SecretsFile(), "root, 0600: pppd reads it as root"
 		rights = "# pppd is setuid root and runnable by group dip; its privileged options live\n" +
-			"# in /etc/ppp/peers/roamtun (read as root by \"pppd call\"), not on the command line.\n" +
+			"# in " + s.PeersFile() + " (read as root by \"pppd call\"), not on the command line.\n" +
 			"usermod -aG dip " + s.User + "\n" +
-			"cat > /etc/ppp/peers/roamtun <<'ROAMTUN'\n" +
+			"cat > " + s.PeersFile() + " <<'ROAMTUN'\n" +
 			fmt.Sprintf(pppdPeersFile, s.ServerName, s.ClientName, s.Local, s.Peer, s.DNS) + "\nROAMTUN"
 	} else {
 		forced = fmt.Sprintf("%s serve --local %s --peer %s --dns %s --require-chap --name %s --secrets /etc/roamtun/chap-secrets",
 			s.ServeBinary, s.Local, s.Peer, s.DNS, s.ServerName)
-		secrets, mode = "/etc/roamtun/chap-secrets", "root:"+s.User+", 0640"
+		secrets, mode = s.SecretsFile(), "root:"+s.User+", 0640"
 		rights = "# roamtun serve needs CAP_NET_ADMIN (to create its TUN), not root. The capable\n" +
 			"# copy may be run only by the link accounts (group " + LinkGroup + "): any other\n" +
 			"# local user could use the capability on this server's routes. A roamtun that\n" +
@@ -235,9 +307,9 @@ func (s ServerSetup) Recipe() (string, error) {
 	r := strings.NewReplacer(
 		"{user}", s.User, "{opts}", opts, "{pubkey}", s.PubKey, "{rights}", rights,
 		"{secrets}", secrets, "{secretsmode}", mode, "{client}", s.ClientName, "{server}", s.ServerName,
-		"{c2s}", secret(), "{s2c}", secret(), "{peer}", s.Peer.String(), "{hostpat}", hostPat,
+		"{c2s}", s.ClientSecret, "{s2c}", s.ServerSecret, "{peer}", s.Peer.String(), "{hostpat}", hostPat,
 		"{pin}", pin, "{host}", s.Host, "{port}", fmt.Sprint(s.Port))
-	return r.Replace(recipe), nil
+	return r.Replace(recipe)
 }
 
 // validate refuses anything that would not be plain text in the recipe's
@@ -256,6 +328,10 @@ func (s ServerSetup) validate() error {
 		return fmt.Errorf("--dns: want an IPv4 address")
 	case !validHost(s.Host):
 		return fmt.Errorf("--host: %q is neither a DNS name nor an IP address", s.Host)
+	case s.ID != "" && !idRE.MatchString(s.ID):
+		return fmt.Errorf("laptop ID %q: want 1-32 letters and digits", s.ID)
+	case !secretRE.MatchString(s.ClientSecret) || !secretRE.MatchString(s.ServerSecret):
+		return errors.New("CHAP secrets: want 16-128 letters, digits, - and _")
 	case s.Port < 1 || s.Port > 65535:
 		return fmt.Errorf("--port: %d is not a port", s.Port)
 	case !pathRE.MatchString(s.Roamtun) || strings.Contains(s.Roamtun, ".."):

@@ -1,0 +1,85 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// errGotKey ends a handshake once the host key has been read.
+var errGotKey = errors.New("host key read")
+
+// ReadHostKey runs an SSH handshake with addr (host:port) only as far as
+// the server's host key, and hangs up before any authentication. ed25519
+// is asked for first, as OpenSSH's client does, so that the key shown is
+// the one ssh will be offered once it is pinned.
+func ReadHostKey(ctx context.Context, addr string, timeout time.Duration) (ssh.PublicKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s: %w", addr, err)
+	}
+	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	var got ssh.PublicKey
+	cfg := &ssh.ClientConfig{
+		User: "roamtun-init",
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384,
+			ssh.KeyAlgoECDSA521, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256},
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			got = key
+			return errGotKey
+		},
+		Timeout: timeout,
+	}
+	c, _, _, err := ssh.NewClientConn(conn, addr, cfg)
+	if c != nil {
+		c.Close()
+	}
+	if got != nil {
+		return got, nil
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, ctx.Err())
+	}
+	return nil, fmt.Errorf("ssh handshake with %s: %w", addr, err)
+}
+
+// ValidHost reports whether h is a DNS name or an IP address (nothing a
+// config file or a shell line would read as more).
+func ValidHost(h string) bool { return validHost(h) }
+
+// Validate checks what a server sent back from `server-setup --apply
+// --json` before any of it goes into the laptop's files: names, secrets
+// and addresses of the shapes server-setup makes.
+func (l LaptopSetup) Validate() error {
+	switch {
+	case !userRE.MatchString(l.User):
+		return fmt.Errorf("user %q is not an account name", l.User)
+	case !chapNameRE.MatchString(l.Name) || !chapNameRE.MatchString(l.RemoteName):
+		return fmt.Errorf("CHAP names %q, %q: want letters, digits and . _ @ -", l.Name, l.RemoteName)
+	case !secretRE.MatchString(l.Secrets.Client) || !secretRE.MatchString(l.Secrets.Server) || l.Secrets.Client == l.Secrets.Server:
+		return errors.New("CHAP secrets: want two different ones of 16-128 letters, digits, - and _")
+	}
+	for _, a := range []string{l.Local, l.Peer, l.DNS} {
+		if ip, err := netip.ParseAddr(a); err != nil || !ip.Is4() {
+			return fmt.Errorf("address %q: want IPv4", a)
+		}
+	}
+	if l.HostKey != "" {
+		if _, err := ParsePubKey(l.HostKey); err != nil {
+			return fmt.Errorf("host key: %w", err)
+		}
+	}
+	return nil
+}
