@@ -1,9 +1,15 @@
 package tunnel_test
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +26,12 @@ var upRE = regexp.MustCompile(`up: .* in (\S+)`)
 //   - TCP throughput through roamtun (PPP over an ssh session's stdio),
 //     through OpenSSH's own tun forwarding (ssh -w), and the raw ssh stream
 //     (bytes into `cat >/dev/null` on the server) — the ceiling;
+//   - ping round trips through roamtun and ssh -w, idle and while a bulk
+//     TCP upload fills the same tunnel (median of the replies): how much a
+//     tunnel queues ahead of the ssh channel shows here;
+//   - CPU seconds per GB moved, of every process of the path at both ends
+//     (roamtun connect, ssh, sshd, roamtun serve; ssh and sshd for ssh -w),
+//     read from /proc before and after the throughput transfer;
 //   - time from `roamtun connect` to the first ping reply through the link,
 //     against `ssh host true`.
 //
@@ -71,13 +83,16 @@ func BenchmarkSSHPaths(b *testing.B) {
 		}
 	}
 	var roamtunD, sshwD, rawD time.Duration
+	var roamtunCPU, sshwCPU float64
 	for range b.N {
-		d, err := lab.Transfer(laptop, home, "10.9.0.1:5001", n)
+		d, cpu, err := transferCPU(laptop, home, "10.9.0.1:5001", n)
 		if err != nil {
 			b.Fatal(err)
 		}
 		roamtunD += d
+		roamtunCPU += cpu
 	}
+	roamtunIdle, roamtunLoaded := pingUnderLoad(b, laptop, home, "10.9.0.1", 5003)
 	conn.Cmd.Process.Signal(syscall.SIGTERM)
 	conn.Wait(30 * time.Second)
 
@@ -115,12 +130,14 @@ func BenchmarkSSHPaths(b *testing.B) {
 		}
 	}
 	for range b.N {
-		d, err := lab.Transfer(laptop, home, "10.8.0.1:5002", n)
+		d, cpu, err := transferCPU(laptop, home, "10.8.0.1:5002", n)
 		if err != nil {
 			b.Fatal(err)
 		}
 		sshwD += d
+		sshwCPU += cpu
 	}
+	sshwIdle, sshwLoaded := pingUnderLoad(b, laptop, home, "10.8.0.1", 5004)
 	sshw.Cmd.Process.Kill()
 
 	// The raw stream: the ceiling of anything carried over this ssh session.
@@ -147,7 +164,131 @@ func BenchmarkSSHPaths(b *testing.B) {
 	b.ReportMetric(raw, "raw-Mbit/s")
 	b.ReportMetric(r/w, "roamtun/ssh-w")
 	b.ReportMetric(r/raw, "roamtun/raw")
+	gb := float64(n) * float64(b.N) / 1e9
+	b.ReportMetric(roamtunCPU/gb, "roamtun-cpu-s/GB")
+	b.ReportMetric(sshwCPU/gb, "ssh-w-cpu-s/GB")
+	b.ReportMetric(roamtunIdle, "roamtun-idle-ping-ms")
+	b.ReportMetric(roamtunLoaded, "roamtun-loaded-ping-ms")
+	b.ReportMetric(sshwIdle, "ssh-w-idle-ping-ms")
+	b.ReportMetric(sshwLoaded, "ssh-w-loaded-ping-ms")
 	b.ReportMetric(float64(upToPing.Milliseconds()), "connect-to-ping-ms")
 	b.ReportMetric(upMS, "dial-to-up-ms")
 	b.ReportMetric(float64(handshake.Milliseconds()), "ssh-true-ms")
+}
+
+// transferCPU is lab.Transfer that also returns the CPU seconds (user and
+// system) that every process in the two namespaces spent meanwhile: the
+// tunnel at both ends, ssh and sshd included. The TCP endpoints run in this
+// test process, which is not counted. /proc is read rather than getrusage:
+// the far end's processes are sshd's children, not ours.
+func transferCPU(from, to *lab.Namespace, addr string, n int64) (time.Duration, float64, error) {
+	before := nsCPU(from, to)
+	d, err := lab.Transfer(from, to, addr, n)
+	after := nsCPU(from, to)
+	var cpu float64
+	for pid, t := range after {
+		cpu += t - before[pid] // a process started meanwhile counts from 0
+	}
+	return d, cpu, err
+}
+
+// nsCPU returns the CPU seconds so far of each process in the namespaces.
+func nsCPU(nss ...*lab.Namespace) map[int]float64 {
+	m := map[int]float64{}
+	for _, ns := range nss {
+		out, _ := exec.Command("ip", "netns", "pids", ns.Name()).Output()
+		for _, f := range strings.Fields(string(out)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				continue
+			}
+			// Fields after the command name "(...)": state is the 3rd field
+			// of stat, utime and stime the 14th and 15th.
+			rest := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+			if len(rest) < 13 {
+				continue
+			}
+			ut, _ := strconv.ParseFloat(rest[11], 64)
+			st, _ := strconv.ParseFloat(rest[12], 64)
+			m[pid] = (ut + st) / clockTicks
+		}
+	}
+	return m
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
+const clockTicks = 100
+
+// pingUnderLoad returns the median ping round trip to peer in ms, first with
+// the tunnel idle, then while a bulk TCP upload from laptop to home (to
+// peer:port) keeps the tunnel full.
+func pingUnderLoad(b *testing.B, laptop, home *lab.Namespace, peer string, port int) (idle, loaded float64) {
+	b.Helper()
+	idle = pingMedian(b, laptop, peer, 20)
+	var ln net.Listener
+	if err := home.Do(func() (err error) { ln, err = net.Listen("tcp", net.JoinHostPort(peer, strconv.Itoa(port))); return }); err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	}()
+	var conn net.Conn
+	if err := laptop.Do(func() (err error) {
+		conn, err = net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
+		return
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		buf := make([]byte, 64<<10)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := conn.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // past slow start: the queues are full
+	loaded = pingMedian(b, laptop, peer, 20)
+	close(stop)
+	conn.Close()
+	<-sent
+	return idle, loaded
+}
+
+var pingTimeRE = regexp.MustCompile(`time=([0-9.]+) ms`)
+
+// pingMedian pings peer count times, 100 ms apart, and returns the median
+// round trip in ms (a lost reply counts as 2 s, the wait for it).
+func pingMedian(b *testing.B, ns *lab.Namespace, peer string, count int) float64 {
+	b.Helper()
+	out, _ := ns.Run("ping", "-n", "-c", strconv.Itoa(count), "-i", "0.1", "-W", "2", peer)
+	var rtts []float64
+	for _, m := range pingTimeRE.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[1], 64)
+		rtts = append(rtts, v)
+	}
+	for len(rtts) < count {
+		rtts = append(rtts, 2000)
+	}
+	sort.Float64s(rtts)
+	return rtts[len(rtts)/2]
 }
