@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -21,6 +22,15 @@ type TUN struct {
 	name string
 	file *os.File
 	link netlink.Link
+
+	// ReadNoWait's state: the raw descriptor, and what one non-blocking
+	// read was given and got. tryRead is made once so that a read does not
+	// allocate a closure; only one goroutine (the pump) may call ReadNoWait.
+	raw     syscall.RawConn
+	tryBuf  []byte
+	tryN    int
+	tryErr  error
+	tryRead func(fd uintptr) bool
 
 	closeOnce sync.Once
 }
@@ -67,7 +77,17 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 		f.Close()
 		return nil, fmt.Errorf("finding TUN device %s: %w", name, err)
 	}
-	return &TUN{name: name, file: f, link: link}, nil
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("TUN %s: %w", name, err)
+	}
+	t := &TUN{name: name, file: f, link: link, raw: raw}
+	t.tryRead = func(fd uintptr) bool {
+		t.tryN, t.tryErr = unix.Read(int(fd), t.tryBuf)
+		return true // never wait: ReadNoWait reports "nothing ready" instead
+	}
+	return t, nil
 }
 
 // Name returns the device name.
@@ -108,6 +128,28 @@ func (t *TUN) Configure(local, peer netip.Addr, mtu int, ifid, peerIfID *[8]byte
 
 // Read reads one packet.
 func (t *TUN) Read(p []byte) (int, error) { return t.file.Read(p) }
+
+// ReadNoWait reads one packet if the device has one ready, and returns 0,
+// nil if it has none, without waiting. The pump uses it to drain what the
+// kernel has queued into one write to the transport. Not safe for
+// concurrent use.
+func (t *TUN) ReadNoWait(p []byte) (int, error) {
+	t.tryBuf = p
+	err := t.raw.Read(t.tryRead)
+	t.tryBuf = nil
+	if err != nil {
+		// RawConn.Read fails only when the file is closed (before calling
+		// tryRead), and says so in words of its own: say it as Read would.
+		return 0, os.ErrClosed
+	}
+	switch {
+	case t.tryErr == unix.EAGAIN || t.tryErr == unix.EINTR:
+		return 0, nil
+	case t.tryErr != nil:
+		return 0, &os.PathError{Op: "read", Path: t.file.Name(), Err: t.tryErr}
+	}
+	return t.tryN, nil
+}
 
 // Write writes one packet.
 func (t *TUN) Write(p []byte) (int, error) { return t.file.Write(p) }
