@@ -32,6 +32,19 @@ type TUN struct {
 	tryErr  error
 	tryRead func(fd uintptr) bool
 
+	// With a virtio header on every packet (IFF_VNET_HDR, see
+	// offload_linux.go): reads land in rbuf (a super-packet can be 64 KiB)
+	// and are cut by gso; writes go out as writev(header, packet).
+	vnet     bool
+	rbuf     []byte
+	gso      gsoState
+	wmu      sync.Mutex
+	whdr     [vnetHdrLen]byte // all zero
+	wiov     [2]unix.Iovec
+	wn       int
+	werr     error
+	writeRaw func(fd uintptr) bool
+
 	closeOnce sync.Once
 }
 
@@ -44,7 +57,7 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 	dev := &netlink.Tuntap{
 		LinkAttrs:  la,
 		Mode:       netlink.TUNTAP_MODE_TUN,
-		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE,
+		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE | netlink.TUNTAP_VNET_HDR,
 		Queues:     1,
 		NonPersist: true,
 	}
@@ -82,7 +95,15 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 		f.Close()
 		return nil, fmt.Errorf("TUN %s: %w", name, err)
 	}
-	t := &TUN{name: name, file: f, link: link, raw: raw}
+	t := &TUN{name: name, file: f, link: link, raw: raw, vnet: true, rbuf: make([]byte, vnetHdrLen+65535+64)}
+	t.writeRaw = t.writeVnet
+	t.wiov[0].Base = &t.whdr[0]
+	t.wiov[0].SetLen(vnetHdrLen)
+	// Ask for TCP super-packets; a kernel that refuses still gives every
+	// packet its header, with nothing to do.
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloads); err != nil {
+		unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0)
+	}
 	t.tryRead = func(fd uintptr) bool {
 		t.tryN, t.tryErr = unix.Read(int(fd), t.tryBuf)
 		return true // never wait: ReadNoWait reports "nothing ready" instead
@@ -126,33 +147,82 @@ func (t *TUN) Configure(local, peer netip.Addr, mtu int, ifid, peerIfID *[8]byte
 	return nil
 }
 
-// Read reads one packet.
-func (t *TUN) Read(p []byte) (int, error) { return t.file.Read(p) }
-
-// ReadNoWait reads one packet if the device has one ready, and returns 0,
-// nil if it has none, without waiting. The pump uses it to drain what the
-// kernel has queued into one write to the transport. Not safe for
-// concurrent use.
-func (t *TUN) ReadNoWait(p []byte) (int, error) {
-	t.tryBuf = p
-	err := t.raw.Read(t.tryRead)
-	t.tryBuf = nil
-	if err != nil {
-		// RawConn.Read fails only when the file is closed (before calling
-		// tryRead), and says so in words of its own: say it as Read would.
-		return 0, os.ErrClosed
+// Read reads one packet, waiting for it. A TCP super-packet from the
+// kernel comes out as its MTU-sized segments, one per call.
+func (t *TUN) Read(p []byte) (int, error) {
+	if !t.vnet {
+		return t.file.Read(p)
 	}
-	switch {
-	case t.tryErr == unix.EAGAIN || t.tryErr == unix.EINTR:
-		return 0, nil
-	case t.tryErr != nil:
-		return 0, &os.PathError{Op: "read", Path: t.file.Name(), Err: t.tryErr}
+	for {
+		if n := t.nextSegment(p); n > 0 {
+			return n, nil
+		}
+		n, err := t.file.Read(t.rbuf)
+		if err != nil {
+			return 0, err
+		}
+		if n = t.takeVnet(p, t.rbuf[:n]); n > 0 {
+			return n, nil
+		}
 	}
-	return t.tryN, nil
 }
 
-// Write writes one packet.
-func (t *TUN) Write(p []byte) (int, error) { return t.file.Write(p) }
+// ReadNoWait reads one packet if the device has one ready (or a
+// super-packet has segments left), and returns 0, nil if it has none,
+// without waiting. The pump uses it to drain what the kernel has queued
+// into one write to the transport. Neither it nor Read is safe for
+// concurrent use: only the pump reads.
+func (t *TUN) ReadNoWait(p []byte) (int, error) {
+	for {
+		if n := t.nextSegment(p); n > 0 {
+			return n, nil
+		}
+		t.tryBuf = p
+		if t.vnet {
+			t.tryBuf = t.rbuf
+		}
+		err := t.raw.Read(t.tryRead)
+		t.tryBuf = nil
+		if err != nil {
+			// RawConn.Read fails only when the file is closed (before
+			// calling tryRead), and says so in words of its own: say it as
+			// Read would.
+			return 0, os.ErrClosed
+		}
+		switch {
+		case t.tryErr == unix.EAGAIN || t.tryErr == unix.EINTR:
+			return 0, nil
+		case t.tryErr != nil:
+			return 0, &os.PathError{Op: "read", Path: t.file.Name(), Err: t.tryErr}
+		case !t.vnet:
+			return t.tryN, nil
+		}
+		if n := t.takeVnet(p, t.rbuf[:t.tryN]); n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// Write writes one packet. It is safe for concurrent use and allocates
+// nothing.
+func (t *TUN) Write(p []byte) (int, error) {
+	if !t.vnet || len(p) == 0 {
+		return t.file.Write(p)
+	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.wiov[1].Base = &p[0]
+	t.wiov[1].SetLen(len(p))
+	err := t.raw.Write(t.writeRaw)
+	t.wiov[1].Base = nil
+	if err != nil {
+		return 0, os.ErrClosed // as in ReadNoWait
+	}
+	if t.werr != nil {
+		return 0, &os.PathError{Op: "write", Path: t.file.Name(), Err: t.werr}
+	}
+	return max(t.wn-vnetHdrLen, 0), nil
+}
 
 // Close closes the device, which removes it. Closing twice is fine, and a
 // device already gone counts as removed.
