@@ -12,6 +12,7 @@ package tunnel
 // tcp_gso_segment does, and what wireguard-go's tun/offload_linux.go does.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"unsafe"
 
@@ -186,4 +187,184 @@ func (t *TUN) writeVnet(fd uintptr) bool {
 		t.werr = e
 	}
 	return true
+}
+
+// Receive offload (GRO) on the TUN. Every packet written to a TUN goes
+// alone through the receiving TCP stack, and every other one makes it send
+// an ACK back through the tunnel. Consecutive in-order segments of one TCP
+// stream that arrive in the same read of the transport are joined into one
+// super-packet instead and written with a virtio header asking the kernel
+// to treat it as segmented (as it treats what a NIC's GRO built): one trip
+// up the stack, one ACK. The rules are the kernel's tcp_gro_receive ones,
+// kept simple: same addresses, ports, ack, window and options; contiguous
+// sequence numbers; every segment as long as the first, but the last; no
+// flags but ACK (and PSH, which ends the packet); IPv4 without options or
+// fragments, IPv6 without extension headers. Each segment's checksums are
+// verified before it joins, since the kernel trusts the joined packet's.
+
+// groState is the super-packet being built by WriteCoalesce.
+type groState struct {
+	buf     []byte // virtio header, then the packet
+	n       int    // segments in it; 0: none
+	v6      bool
+	iphLen  int
+	hdrLen  int
+	mss     int    // payload length of the first segment
+	nextSeq uint32 // the sequence number the next segment must have
+	closed  bool   // a short or PSH segment was added: nothing may follow
+}
+
+// groMax bounds a super-packet: the IPv4 total length field.
+const groMax = 65535
+
+// groCandidate returns the IP and TCP header lengths of pkt if it may take
+// part in GRO, and ok=false if it must go alone.
+func groCandidate(pkt []byte) (iphLen, hdrLen int, v6, ok bool) {
+	switch {
+	case len(pkt) >= 20 && pkt[0] == 0x45: // IPv4 without options
+		if pkt[9] != unix.IPPROTO_TCP || binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 || // MF or an offset
+			int(binary.BigEndian.Uint16(pkt[2:])) != len(pkt) || fold(sum16(pkt[:20], 0)) != 0xffff {
+			return 0, 0, false, false
+		}
+		iphLen = 20
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		if pkt[6] != unix.IPPROTO_TCP || int(binary.BigEndian.Uint16(pkt[4:]))+40 != len(pkt) {
+			return 0, 0, false, false
+		}
+		iphLen, v6 = 40, true
+	default:
+		return 0, 0, false, false
+	}
+	if len(pkt) < iphLen+20 {
+		return 0, 0, false, false
+	}
+	th := pkt[iphLen:]
+	hdrLen = iphLen + int(th[12]>>4)*4
+	if hdrLen < iphLen+20 || hdrLen >= len(pkt) || th[13]&^tcpPSH != 0x10 { // ACK (+PSH) only, and data
+		return 0, 0, false, false
+	}
+	// The TCP checksum: the pseudo-header, then the segment, sum to 0xffff.
+	var s uint64
+	if v6 {
+		s = sum16(pkt[8:40], 0)
+	} else {
+		s = sum16(pkt[12:20], 0)
+	}
+	s += unix.IPPROTO_TCP + uint64(len(th))
+	if fold(sum16(th, s)) != 0xffff {
+		return 0, 0, false, false
+	}
+	return iphLen, hdrLen, v6, true
+}
+
+// groJoins reports whether pkt (a candidate) continues the super-packet.
+func (g *groState) joins(pkt []byte, iphLen, hdrLen int, v6 bool) bool {
+	if g.n == 0 || g.closed || v6 != g.v6 || hdrLen != g.hdrLen ||
+		vnetHdrLen+len(g.buf[vnetHdrLen:])+len(pkt)-hdrLen > vnetHdrLen+groMax || len(pkt)-hdrLen > g.mss {
+		return false
+	}
+	first := g.buf[vnetHdrLen:]
+	if v6 {
+		// Version, traffic class, flow label; next header, hop limit; addresses.
+		if !bytes.Equal(pkt[:4], first[:4]) || !bytes.Equal(pkt[6:40], first[6:40]) {
+			return false
+		}
+	} else if pkt[1] != first[1] || pkt[6]&0x40 != first[6]&0x40 || // TOS, DF
+		!bytes.Equal(pkt[8:10], first[8:10]) || !bytes.Equal(pkt[12:20], first[12:20]) { // TTL, protocol, addresses
+		return false
+	}
+	th, fth := pkt[iphLen:hdrLen], first[iphLen:hdrLen]
+	return bytes.Equal(th[0:4], fth[0:4]) && // ports
+		binary.BigEndian.Uint32(th[4:]) == g.nextSeq &&
+		bytes.Equal(th[8:13], fth[8:13]) && // ack, data offset
+		th[13]&^tcpPSH == fth[13]&^tcpPSH &&
+		bytes.Equal(th[14:16], fth[14:16]) && // window
+		bytes.Equal(th[20:], fth[20:]) // options
+}
+
+// WriteCoalesce writes pkt to the device, or holds it back (copied) to join
+// it with the TCP segments that follow it; Flush writes what is held back.
+// Only one goroutine (the link's reader) may call it and Flush.
+func (t *TUN) WriteCoalesce(pkt []byte) error {
+	if !t.vnet {
+		_, err := t.Write(pkt)
+		return err
+	}
+	iphLen, hdrLen, v6, ok := groCandidate(pkt)
+	g := &t.gro
+	if ok && g.joins(pkt, iphLen, hdrLen, v6) {
+		payload := pkt[hdrLen:]
+		g.buf = append(g.buf, payload...)
+		g.n++
+		g.nextSeq += uint32(len(payload))
+		if len(payload) < g.mss || pkt[iphLen+13]&tcpPSH != 0 {
+			g.buf[vnetHdrLen+iphLen+13] |= pkt[iphLen+13] & tcpPSH
+			g.closed = true
+		}
+		return nil
+	}
+	err := t.Flush()
+	if !ok {
+		if _, werr := t.Write(pkt); werr != nil {
+			err = werr
+		}
+		return err
+	}
+	payload := len(pkt) - hdrLen
+	*g = groState{buf: append(g.buf[:vnetHdrLen], pkt...), n: 1, v6: v6, iphLen: iphLen, hdrLen: hdrLen,
+		mss: payload, nextSeq: binary.BigEndian.Uint32(pkt[iphLen+4:]) + uint32(payload),
+		closed: pkt[iphLen+13]&tcpPSH != 0}
+	return err
+}
+
+// Flush writes the packet WriteCoalesce holds back, if any: a lone segment
+// as it came, several as one super-packet (see groPacket).
+func (t *TUN) Flush() error {
+	g := &t.gro
+	switch g.n {
+	case 0:
+		return nil
+	case 1:
+		g.n = 0
+		_, err := t.Write(g.buf[vnetHdrLen:])
+		return err
+	}
+	_, err := t.file.Write(g.packet())
+	clear(g.buf[:vnetHdrLen])
+	g.n = 0
+	return err
+}
+
+// packet finishes the super-packet of two segments or more and returns it
+// with its virtio header: IP lengths (and the IPv4 header checksum) for the
+// whole; the TCP checksum left to the kernel, which is told to take the
+// packet as good (every part was verified) and the size of its segments.
+func (g *groState) packet() []byte {
+	hdr, pkt := g.buf[:vnetHdrLen], g.buf[vnetHdrLen:]
+	if g.v6 {
+		binary.BigEndian.PutUint16(pkt[4:], uint16(len(pkt)-40))
+	} else {
+		binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+		pkt[10], pkt[11] = 0, 0
+		binary.BigEndian.PutUint16(pkt[10:], ^fold(sum16(pkt[:20], 0)))
+	}
+	// CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the kernel
+	// adds the rest if the packet ever leaves the machine.
+	var s uint64
+	if g.v6 {
+		s = sum16(pkt[8:40], 0)
+	} else {
+		s = sum16(pkt[12:20], 0)
+	}
+	binary.BigEndian.PutUint16(pkt[g.iphLen+16:], fold(s+unix.IPPROTO_TCP+uint64(len(pkt)-g.iphLen)))
+	hdr[0] = unix.VIRTIO_NET_HDR_F_NEEDS_CSUM
+	hdr[1] = unix.VIRTIO_NET_HDR_GSO_TCPV4
+	if g.v6 {
+		hdr[1] = unix.VIRTIO_NET_HDR_GSO_TCPV6
+	}
+	binary.NativeEndian.PutUint16(hdr[2:], uint16(g.hdrLen))
+	binary.NativeEndian.PutUint16(hdr[4:], uint16(g.mss))
+	binary.NativeEndian.PutUint16(hdr[6:], uint16(g.iphLen))
+	binary.NativeEndian.PutUint16(hdr[8:], 16)
+	return g.buf
 }

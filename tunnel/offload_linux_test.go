@@ -155,3 +155,82 @@ func TestVnetCompletesChecksum(t *testing.T) {
 	}
 	tcpChecksumOK(t, p[:n], false)
 }
+
+// segments cuts a super-packet as the pump does, without the CWR flag
+// superPacket sets (a segment with it goes alone).
+func segments(t *testing.T, frame []byte) [][]byte {
+	t.Helper()
+	th := vnetHdrLen + int(binary.NativeEndian.Uint16(frame[6:]))
+	frame[th+13] &^= tcpCWR
+	tun := &TUN{}
+	p := make([]byte, 1500)
+	var segs [][]byte
+	for n := tun.takeVnet(p, frame); n > 0; n = tun.nextSegment(p) {
+		segs = append(segs, append([]byte(nil), p[:n]...))
+	}
+	return segs
+}
+
+// GRO joins what TSO cut: the segments of a super-packet, written in order,
+// are held back as one packet that cuts into the same segments again.
+func TestGROJoinsWhatTSOCut(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		payload := make([]byte, 30000)
+		for i := range payload {
+			payload[i] = byte(i*13 + 1)
+		}
+		segs := segments(t, superPacket(v6, payload, 1160))
+		tun := &TUN{vnet: true}
+		tun.gro.buf = make([]byte, vnetHdrLen, vnetHdrLen+groMax)
+		for _, s := range segs {
+			if err := tun.WriteCoalesce(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The last segment is short (and has PSH): it closes the packet.
+		if tun.gro.n != len(segs) || !tun.gro.closed {
+			t.Fatalf("v6=%v: %d of %d segments joined (closed %v)", v6, tun.gro.n, len(segs), tun.gro.closed)
+		}
+		again := segments(t, tun.gro.packet())
+		if len(again) != len(segs) {
+			t.Fatalf("v6=%v: the joined packet cuts into %d segments, want %d", v6, len(again), len(segs))
+		}
+		for i := range segs {
+			if !bytes.Equal(again[i], segs[i]) {
+				t.Errorf("v6=%v: segment %d differs after joining and cutting again", v6, i)
+			}
+		}
+	}
+}
+
+// What must not be joined is not: a corrupt checksum, a gap in the
+// sequence, another flow, a segment after a short one.
+func TestGROKeepsApart(t *testing.T) {
+	segs := segments(t, superPacket(false, make([]byte, 5000), 1160))
+	for _, c := range []struct {
+		name   string
+		mangle func(s []byte)
+	}{
+		{"bad checksum", func(s []byte) { s[len(s)-1] ^= 1 }},
+		{"sequence gap", func(s []byte) {
+			binary.BigEndian.PutUint32(s[24:], binary.BigEndian.Uint32(s[24:])+1)
+			fixTCPChecksum(s)
+		}},
+		{"other port", func(s []byte) { s[21]++; fixTCPChecksum(s) }},
+		{"SYN", func(s []byte) { s[33] |= 0x02; fixTCPChecksum(s) }},
+	} {
+		second := append([]byte(nil), segs[1]...)
+		c.mangle(second)
+		tun := &TUN{vnet: true}
+		tun.gro.buf = make([]byte, vnetHdrLen, vnetHdrLen+groMax)
+		tun.WriteCoalesce(segs[0])
+		if iph, hl, v6, ok := groCandidate(second); ok && tun.gro.joins(second, iph, hl, v6) {
+			t.Errorf("%s: joined", c.name)
+		}
+	}
+}
+
+func fixTCPChecksum(s []byte) {
+	s[36], s[37] = 0, 0
+	binary.BigEndian.PutUint16(s[36:], ^fold(sum16(s[20:], sum16(s[12:20], 0)+unix.IPPROTO_TCP+uint64(len(s)-20))))
+}

@@ -29,6 +29,19 @@ type NoWaitReader interface {
 	ReadNoWait(p []byte) (int, error)
 }
 
+// CoalescingWriter is a packet device that can hold packets back to write
+// them as fewer, larger ones (*TUN does: GRO). Flush writes what it holds.
+type CoalescingWriter interface {
+	WriteCoalesce(pkt []byte) error
+	Flush() error
+}
+
+// readDoneLink is a link that says when it has handed on the packets of one
+// read of its stream (*ppp.Link does).
+type readDoneLink interface {
+	SetReadDoneHandler(fn func())
+}
+
 // MaxBatch bounds the bytes of frames the pump hands the stream in one
 // write. Big enough that ssh reads full 16 KiB chunks and sends them as few
 // channel packets; small enough that what waits ahead of the transport —
@@ -48,7 +61,8 @@ type PumpStats struct {
 // Pump moves packets between dev and link until reading dev fails: close
 // dev to stop it (Pump then returns nil). Packets from the link are written
 // to dev on the link's reader goroutine, which decodes every frame of one
-// large read of the stream in turn.
+// large read of the stream in turn; when dev is a CoalescingWriter, the TCP
+// segments of one read are joined (GRO) and written when the read is done.
 //
 // From dev to the link, when dev is a NoWaitReader and link a BatchLink,
 // Pump waits for one packet, then takes whatever else dev has ready without
@@ -63,13 +77,32 @@ func Pump(dev io.ReadWriter, link PacketLink, mtu int, st *PumpStats) error {
 	if st == nil {
 		st = new(PumpStats)
 	}
-	link.SetPacketHandler(func(pkt []byte) {
-		if _, err := dev.Write(pkt); err != nil {
-			st.TUNWriteErrs.Add(1)
-			return
-		}
-		st.FromLink.Add(1)
-	})
+	cw, canCoalesce := dev.(CoalescingWriter)
+	rd, saysReadDone := link.(readDoneLink)
+	if canCoalesce && saysReadDone {
+		// Packets from one read of the stream are joined where they can
+		// be, and written at the latest when that read is decoded.
+		link.SetPacketHandler(func(pkt []byte) {
+			if err := cw.WriteCoalesce(pkt); err != nil {
+				st.TUNWriteErrs.Add(1)
+				return
+			}
+			st.FromLink.Add(1)
+		})
+		rd.SetReadDoneHandler(func() {
+			if err := cw.Flush(); err != nil {
+				st.TUNWriteErrs.Add(1)
+			}
+		})
+	} else {
+		link.SetPacketHandler(func(pkt []byte) {
+			if _, err := dev.Write(pkt); err != nil {
+				st.TUNWriteErrs.Add(1)
+				return
+			}
+			st.FromLink.Add(1)
+		})
+	}
 	buf := make([]byte, max(mtu, 1500)+64)
 	bl, canBatch := link.(BatchLink)
 	nw, canDrain := dev.(NoWaitReader)

@@ -38,6 +38,7 @@ type TUN struct {
 	vnet     bool
 	rbuf     []byte
 	gso      gsoState
+	gro      groState
 	wmu      sync.Mutex
 	whdr     [vnetHdrLen]byte // all zero
 	wiov     [2]unix.Iovec
@@ -96,6 +97,7 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 		return nil, fmt.Errorf("TUN %s: %w", name, err)
 	}
 	t := &TUN{name: name, file: f, link: link, raw: raw, vnet: true, rbuf: make([]byte, vnetHdrLen+65535+64)}
+	t.gro.buf = make([]byte, vnetHdrLen, vnetHdrLen+groMax)
 	t.writeRaw = t.writeVnet
 	t.wiov[0].Base = &t.whdr[0]
 	t.wiov[0].SetLen(vnetHdrLen)

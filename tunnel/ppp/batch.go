@@ -55,3 +55,10 @@ func (l *Link) WriteFrames(frames []byte) error {
 	_, err := l.rw.Write(frames)
 	return err
 }
+
+// SetReadDoneHandler sets fn to run on the reader goroutine each time the
+// packets of one read of the stream have all been handed to the packet
+// handler. A handler that holds packets back to write them as fewer, larger
+// ones (GRO onto a TUN) writes them then: nothing waits longer than the
+// decoding of one read. Set it before Run.
+func (l *Link) SetReadDoneHandler(fn func()) { l.readDone = fn }
