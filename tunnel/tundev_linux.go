@@ -101,8 +101,9 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 	t.writeRaw = t.writeVnet
 	t.wiov[0].Base = &t.whdr[0]
 	t.wiov[0].SetLen(vnetHdrLen)
-	// Ask for TCP super-packets; a kernel that refuses still gives every
-	// packet its header, with nothing to do.
+	// Ask for TCP super-packets and checksum offload; with a kernel that
+	// refuses, every packet still comes with its header (then one that asks
+	// for nothing).
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloads); err != nil {
 		unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0)
 	}
@@ -208,8 +209,11 @@ func (t *TUN) ReadNoWait(p []byte) (int, error) {
 // Write writes one packet. It is safe for concurrent use and allocates
 // nothing.
 func (t *TUN) Write(p []byte) (int, error) {
-	if !t.vnet || len(p) == 0 {
+	if !t.vnet {
 		return t.file.Write(p)
+	}
+	if len(p) == 0 {
+		return 0, nil // not a packet
 	}
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
