@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -21,6 +22,29 @@ type TUN struct {
 	name string
 	file *os.File
 	link netlink.Link
+
+	// ReadNoWait's state: the raw descriptor, and what one non-blocking
+	// read was given and got. tryRead is made once so that a read does not
+	// allocate a closure; only one goroutine (the pump) may call ReadNoWait.
+	raw     syscall.RawConn
+	tryBuf  []byte
+	tryN    int
+	tryErr  error
+	tryRead func(fd uintptr) bool
+
+	// With a virtio header on every packet (IFF_VNET_HDR, see
+	// offload_linux.go): reads land in rbuf (a super-packet can be 64 KiB)
+	// and are cut by gso; writes go out as writev(header, packet).
+	vnet     bool
+	rbuf     []byte
+	gso      gsoState
+	gro      groState
+	wmu      sync.Mutex
+	whdr     [vnetHdrLen]byte // all zero
+	wiov     [2]unix.Iovec
+	wn       int
+	werr     error
+	writeRaw func(fd uintptr) bool
 
 	closeOnce sync.Once
 }
@@ -34,7 +58,7 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 	dev := &netlink.Tuntap{
 		LinkAttrs:  la,
 		Mode:       netlink.TUNTAP_MODE_TUN,
-		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE,
+		Flags:      netlink.TUNTAP_NO_PI | netlink.TUNTAP_ONE_QUEUE | netlink.TUNTAP_VNET_HDR,
 		Queues:     1,
 		NonPersist: true,
 	}
@@ -67,7 +91,27 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 		f.Close()
 		return nil, fmt.Errorf("finding TUN device %s: %w", name, err)
 	}
-	return &TUN{name: name, file: f, link: link}, nil
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("TUN %s: %w", name, err)
+	}
+	t := &TUN{name: name, file: f, link: link, raw: raw, vnet: true, rbuf: make([]byte, vnetHdrLen+65535+64)}
+	t.gro.buf = make([]byte, vnetHdrLen, vnetHdrLen+groMax)
+	t.writeRaw = t.writeVnet
+	t.wiov[0].Base = &t.whdr[0]
+	t.wiov[0].SetLen(vnetHdrLen)
+	// Ask for TCP super-packets and checksum offload; with a kernel that
+	// refuses, every packet still comes with its header (then one that asks
+	// for nothing).
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunOffloads); err != nil {
+		unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0)
+	}
+	t.tryRead = func(fd uintptr) bool {
+		t.tryN, t.tryErr = unix.Read(int(fd), t.tryBuf)
+		return true // never wait: ReadNoWait reports "nothing ready" instead
+	}
+	return t, nil
 }
 
 // Name returns the device name.
@@ -106,11 +150,85 @@ func (t *TUN) Configure(local, peer netip.Addr, mtu int, ifid, peerIfID *[8]byte
 	return nil
 }
 
-// Read reads one packet.
-func (t *TUN) Read(p []byte) (int, error) { return t.file.Read(p) }
+// Read reads one packet, waiting for it. A TCP super-packet from the
+// kernel comes out as its MTU-sized segments, one per call.
+func (t *TUN) Read(p []byte) (int, error) {
+	if !t.vnet {
+		return t.file.Read(p)
+	}
+	for {
+		if n := t.nextSegment(p); n > 0 {
+			return n, nil
+		}
+		n, err := t.file.Read(t.rbuf)
+		if err != nil {
+			return 0, err
+		}
+		if n = t.takeVnet(p, t.rbuf[:n]); n > 0 {
+			return n, nil
+		}
+	}
+}
 
-// Write writes one packet.
-func (t *TUN) Write(p []byte) (int, error) { return t.file.Write(p) }
+// ReadNoWait reads one packet if the device has one ready (or a
+// super-packet has segments left), and returns 0, nil if it has none,
+// without waiting. The pump uses it to drain what the kernel has queued
+// into one write to the transport. Neither it nor Read is safe for
+// concurrent use: only the pump reads.
+func (t *TUN) ReadNoWait(p []byte) (int, error) {
+	for {
+		if n := t.nextSegment(p); n > 0 {
+			return n, nil
+		}
+		t.tryBuf = p
+		if t.vnet {
+			t.tryBuf = t.rbuf
+		}
+		err := t.raw.Read(t.tryRead)
+		t.tryBuf = nil
+		if err != nil {
+			// RawConn.Read fails only when the file is closed (before
+			// calling tryRead), and says so in words of its own: say it as
+			// Read would.
+			return 0, os.ErrClosed
+		}
+		switch {
+		case t.tryErr == unix.EAGAIN || t.tryErr == unix.EINTR:
+			return 0, nil
+		case t.tryErr != nil:
+			return 0, &os.PathError{Op: "read", Path: t.file.Name(), Err: t.tryErr}
+		case !t.vnet:
+			return t.tryN, nil
+		}
+		if n := t.takeVnet(p, t.rbuf[:t.tryN]); n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// Write writes one packet. It is safe for concurrent use and allocates
+// nothing.
+func (t *TUN) Write(p []byte) (int, error) {
+	if !t.vnet {
+		return t.file.Write(p)
+	}
+	if len(p) == 0 {
+		return 0, nil // not a packet
+	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.wiov[1].Base = &p[0]
+	t.wiov[1].SetLen(len(p))
+	err := t.raw.Write(t.writeRaw)
+	t.wiov[1].Base = nil
+	if err != nil {
+		return 0, os.ErrClosed // as in ReadNoWait
+	}
+	if t.werr != nil {
+		return 0, &os.PathError{Op: "write", Path: t.file.Name(), Err: t.werr}
+	}
+	return max(t.wn-vnetHdrLen, 0), nil
+}
 
 // Close closes the device, which removes it. Closing twice is fine, and a
 // device already gone counts as removed.

@@ -136,6 +136,7 @@ type Link struct {
 	terminated bool
 
 	handler          func(pkt []byte)
+	readDone         func() // nil: none (see SetReadDoneHandler)
 	v4open, v6open   atomic.Bool
 	wmu              sync.Mutex
 	wbuf             []byte
@@ -341,6 +342,9 @@ func (l *Link) reader(errc chan<- error) {
 		n, err := l.rw.Read(buf)
 		if n > 0 {
 			dec.Feed(buf[:n], fn)
+			if l.readDone != nil {
+				l.readDone()
+			}
 			s := dec.Stats()
 			if b := s.BadFCS + s.TooLong + s.Runts + s.BadHeader + s.Aborts; b != lastBad {
 				l.bad.Add(b - lastBad)
