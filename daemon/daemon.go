@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/dial"
+	"github.com/roamtun/roamtun/internal/netmon"
+
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/internal/serveraddr"
 	"github.com/roamtun/roamtun/policy"
@@ -95,7 +98,7 @@ type Options struct {
 	// Supervise runs a tunnel; nil: tunnel.Supervise.
 	Supervise Supervisor
 	// WatchNetwork kicks a waiting redial on network changes; nil:
-	// tunnel.WatchNetwork.
+	// netmon.WatchNetwork.
 	WatchNetwork NetWatcher
 	// Clock: nil is the real one.
 	Clock  Clock
@@ -111,7 +114,7 @@ type Options struct {
 	Uplinks func() []watcher.Network
 	Hooks   *Hooks // may be nil
 	// Standby: until the daemon has judged a network, nothing but DHCP and
-	// ND leaves it (tunnel.StartStandby). Set when profiles use lockdown.
+	// ND leaves it (route.StartStandby). Set when profiles use lockdown.
 	Standby bool
 	Log     *slog.Logger
 	// Dial returns the command that carries PPP to p's server at addr;
@@ -183,7 +186,7 @@ func New(o Options) *Daemon {
 		o.Supervise = tunnel.Supervise
 	}
 	if o.WatchNetwork == nil {
-		o.WatchNetwork = tunnel.WatchNetwork
+		o.WatchNetwork = netmon.WatchNetwork
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
@@ -549,7 +552,7 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 		case len(p.DialCommand) > 0:
 			return p.DialCommand, nil, nil
 		}
-		argv, env := tunnel.SSHCommandTo(p, addr)
+		argv, env := dial.SSHCommandTo(p, addr)
 		return argv, env, nil
 	}
 	prefix := "ssh"
@@ -559,7 +562,7 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	kick := make(chan struct{}, 1)
-	var src tunnel.SourceWatch // the uplink address the link came up over
+	var src netmon.SourceWatch // the uplink address the link came up over
 	// Both goroutines belong to the run: stop cancels rctx and waits for
 	// r.done, closed once both have returned.
 	var wg sync.WaitGroup

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/route"
+
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/tunnel"
 	"github.com/roamtun/roamtun/tunnel/ppp"
@@ -44,7 +46,7 @@ type Guard interface {
 	Close(ctx context.Context) error
 }
 
-// Standby is the standby firewall (tunnel.StartStandby).
+// Standby is the standby firewall (route.StartStandby).
 type Standby interface {
 	Open(ifname string) error  // let ifname out: judged trusted, or held by a Guard
 	Close(ifname string) error // back under the standby rules
@@ -57,7 +59,7 @@ type Standby interface {
 type Supervisor func(ctx context.Context, o tunnel.SuperviseOptions) error
 
 // NetWatcher signals kick when the network changes under a tunnel, so that
-// a waiting redial happens at once: tunnel.WatchNetwork, or nothing.
+// a waiting redial happens at once: netmon.WatchNetwork, or nothing.
 type NetWatcher func(ctx context.Context, kick chan<- struct{}, ifname string, settle time.Duration, log *slog.Logger)
 
 // Clock is the time the state machine reads and waits on (the portal
@@ -76,7 +78,7 @@ func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 // Standby implements Host with the journaled standby firewall.
 func (s *System) Standby(exempt []string) (Standby, error) {
-	st, err := tunnel.StartStandby(s.Journal, exempt)
+	st, err := route.StartStandby(s.Journal, exempt)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +86,7 @@ func (s *System) Standby(exempt []string) (Standby, error) {
 }
 
 type systemStandby struct {
-	*tunnel.Standby
+	*route.Standby
 	s *System
 }
 

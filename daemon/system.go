@@ -11,10 +11,11 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/roamtun/roamtun/internal/route"
+
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/dnsctl"
 	"github.com/roamtun/roamtun/internal/journal"
-	"github.com/roamtun/roamtun/tunnel"
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
 
@@ -65,7 +66,7 @@ func Recover(ctx context.Context, d config.Daemon, log *slog.Logger) (*System, e
 // Cleanup undoes every journaled change, newest first. Entries it cannot
 // undo stay for the next try; the error says which and why.
 func (s *System) Cleanup(ctx context.Context) (int, error) {
-	undo := tunnel.Undoers()
+	undo := route.Undoers()
 	undo[KindDNS] = func(ctx context.Context, e *journal.Entry) error {
 		var c dnsctl.Change
 		if err := e.Decode(&c); err != nil {
@@ -88,7 +89,7 @@ func (s *System) Close() error { return s.Journal.Close() }
 type guard struct {
 	s       *System
 	p       *config.Profile
-	routing *tunnel.Routing
+	routing *route.Routing
 
 	mu       sync.Mutex
 	dns      *dnsctl.Change
@@ -102,12 +103,12 @@ type guard struct {
 // here on nothing but ssh to the server leaves the uplink outside the tunnel
 // (with lockdown), and DHCP/option 121 routes in main cannot divert traffic.
 func (s *System) Protect(ctx context.Context, p *config.Profile, server netip.Addr) (Guard, error) {
-	path, err := tunnel.FindPath(server, p.Interface)
+	path, err := route.FindPath(server, p.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 	}
 	g := &guard{s: s, p: p}
-	g.routing = tunnel.NewRouting(tunnel.RoutingOptions{Server: server, ServerPort: p.Port, Path: path,
+	g.routing = route.NewRouting(route.RoutingOptions{Server: server, ServerPort: p.Port, Path: path,
 		IPv6: p.IPv6, Lockdown: p.Lockdown, Journal: s.Journal, Log: s.Log})
 	if err := g.routing.Setup(); err != nil {
 		return nil, fmt.Errorf("profile %s: %w", p.Name, err)

@@ -334,3 +334,35 @@ type TB interface {
 	Skip(args ...any)
 	Skipf(format string, args ...any)
 }
+
+// NetState is everything a run may touch in the namespace's networking, as
+// text (routes of every table, rules, links, the nftables ruleset): it must
+// be identical before and after.
+func (ns *Namespace) NetState(t TB) string {
+	t.Helper()
+	var b strings.Builder
+	for _, argv := range [][]string{
+		{"ip", "-4", "route", "show", "table", "all"},
+		{"ip", "-6", "route", "show", "table", "all"},
+		{"ip", "-4", "rule"},
+		{"ip", "-6", "rule"},
+		{"ip", "-br", "link"},
+		{"nft", "list", "ruleset"},
+	} {
+		out, err := ns.Run(argv...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("$ " + strings.Join(argv, " ") + "\n" + out)
+	}
+	return b.String()
+}
+
+// RouteGet is `ip route get dst` in the namespace ("error: …" when it fails).
+func (ns *Namespace) RouteGet(dst string) string {
+	out, err := ns.Run("ip", "route", "get", dst)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return strings.TrimSpace(out)
+}

@@ -148,7 +148,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 		b, _ := json.Marshal(s)
 		t.Errorf("status while up: %s", b)
 	}
-	if got := routeGet(t, d.tri.Laptop, "10.200.2.1"); !strings.Contains(got, "dev roamtun0") {
+	if got := d.tri.Laptop.RouteGet("10.200.2.1"); !strings.Contains(got, "dev roamtun0") {
 		t.Errorf("while up: %s", got)
 	}
 	human, _ := d.tri.Laptop.Run(roamtun(t), "status", "--config", d.cfg)
@@ -173,7 +173,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(d.policyDir, "50-roamtun-cli.toml")); !strings.Contains(string(b), cafeMAC) {
 		t.Errorf("managed policy file:\n%s", b)
 	}
-	if got := routeGet(t, d.tri.Laptop, "10.200.2.1"); !strings.Contains(got, "via "+lab.CafeLaptopIP+" dev wan0") {
+	if got := d.tri.Laptop.RouteGet("10.200.2.1"); !strings.Contains(got, "via "+lab.CafeLaptopIP+" dev wan0") {
 		t.Errorf("direct: %s", got)
 	}
 	if rules, _ := d.tri.Laptop.Run("ip", "rule"); strings.Contains(rules, "5250") {

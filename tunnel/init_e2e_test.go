@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/serve"
+
 	"github.com/roamtun/roamtun/lab"
-	"github.com/roamtun/roamtun/tunnel"
 )
 
 // TestInitFromNothingToTunnel: `roamtun init` on the laptop, from no key
@@ -34,7 +35,7 @@ func TestInitFromNothingToTunnel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostFP, err := tunnel.Fingerprint(srv.HostKeyPub)
+	hostFP, err := serve.Fingerprint(srv.HostKeyPub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +147,11 @@ func TestInitFromNothingToTunnel(t *testing.T) {
 
 func keyFP(t *testing.T, path string) string {
 	t.Helper()
-	k, err := tunnel.ReadPubKey(path)
+	k, err := serve.ReadPubKey(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp, err := tunnel.Fingerprint(k)
+	fp, err := serve.Fingerprint(k)
 	if err != nil {
 		t.Fatal(err)
 	}

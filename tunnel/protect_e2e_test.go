@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/route"
+
 	"github.com/roamtun/roamtun/lab"
-	"github.com/roamtun/roamtun/tunnel"
 )
 
 // capture records every frame on dev in ns until stop is called; stop
@@ -131,11 +132,11 @@ func snapshot(t *testing.T, s *sshLab) sysSnapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sysSnapshot{net: netState(t, s.tri.Laptop), resolv: b, symlink: fi.Mode()&os.ModeSymlink != 0}
+	return sysSnapshot{net: s.tri.Laptop.NetState(t), resolv: b, symlink: fi.Mode()&os.ModeSymlink != 0}
 }
 
 // standbyRE matches the daemon's standby firewall in `nft list ruleset`.
-var standbyRE = regexp.MustCompile(`(?ms)^table inet ` + tunnel.StandbyTable + ` \{.*?^\}\n`)
+var standbyRE = regexp.MustCompile(`(?ms)^table inet ` + route.StandbyTable + ` \{.*?^\}\n`)
 
 // whileDaemonRuns leaves out the standby firewall, which lives as long as
 // the daemon does (it must be gone once the daemon stops).
@@ -170,7 +171,7 @@ func TestConnectProtects(t *testing.T) {
 
 	conn := s.connect(t, "home")
 	waitUps(t, conn, 1, 60*time.Second)
-	route := func(dst string) string { return routeGet(t, s.tri.Laptop, dst) }
+	route := func(dst string) string { return s.tri.Laptop.RouteGet(dst) }
 	if got := route("10.200.2.1"); !strings.Contains(got, "dev roamtun0") {
 		t.Errorf("a far address (the café's other side): %s, want through roamtun0", got)
 	}

@@ -1,3 +1,6 @@
+// Package tunnel runs a PPP link over a dial command and keeps it up: a
+// session (the TUN, the PPP engine, the pump between them) and its
+// supervision (redial, backoff, reacting to network changes).
 package tunnel
 
 import (
@@ -7,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+
+	"github.com/roamtun/roamtun/internal/tun"
 
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
@@ -33,24 +38,24 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tun, err := OpenTUN(o.Interface, o.MTU)
+	dev, err := tun.Open(o.Interface, o.MTU)
 	if err != nil {
 		if c, ok := o.Stream.(io.Closer); ok {
 			c.Close()
 		}
 		return err
 	}
-	defer tun.Close()
+	defer dev.Close()
 	if o.Link.Logger == nil {
 		o.Link.Logger = log
 	}
 	link := ppp.NewLink(o.Stream, o.Link)
-	var st PumpStats
+	var st tun.PumpStats
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := Pump(tun, link, o.MTU, &st); err != nil {
+		if err := tun.Pump(dev, link, o.MTU, &st); err != nil {
 			log.Warn("TUN pump stopped", "err", err)
 		}
 	}()
@@ -68,23 +73,23 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 		if s.IPv6 {
 			ifid, peer = &s.LocalIfID, &s.PeerIfID
 		}
-		if err := tun.Configure(s.LocalIP, s.PeerIP, s.MTU, ifid, peer); err != nil {
+		if err := dev.Configure(s.LocalIP, s.PeerIP, s.MTU, ifid, peer); err != nil {
 			upErr <- err
 			link.Close()
 			return
 		}
 		if o.OnUp != nil {
-			o.OnUp(s, tun.Name(), link.Stats)
+			o.OnUp(s, dev.Name(), link.Stats)
 		}
 	}()
 	stop := context.AfterFunc(ctx, func() { link.Close() })
 	defer stop()
 	runErr := link.Run(context.Background())
-	tun.Close() // ends the pump
+	dev.Close() // ends the pump
 	wg.Wait()
 	select {
 	case err := <-upErr:
-		return fmt.Errorf("configuring %s: %w", tun.Name(), err)
+		return fmt.Errorf("configuring %s: %w", dev.Name(), err)
 	default:
 	}
 	return runErr

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/dial"
+
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
 
@@ -62,7 +64,7 @@ type SuperviseOptions struct {
 	Dial      func(attempt int) (argv, env []string, err error)
 	LogPrefix string // "ssh" or "dial"
 	Session   SessionOptions
-	Backoff   Backoff
+	Backoff   dial.Backoff
 	Once      bool          // one session, no redial
 	Kick      chan struct{} // a send makes a waiting redial happen at once (the network changed)
 	// Stale, when set, is asked on a kick while the link is up: true means
@@ -145,7 +147,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 		emit(Event{Kind: EventDialing, Attempt: attempt, Cause: cause})
 		var upAt time.Time
 		var up, kicked, moved atomic.Bool
-		var current atomic.Pointer[Command] // this attempt's transport, once started
+		var current atomic.Pointer[dial.Command] // this attempt's transport, once started
 		actx, cancel := context.WithCancel(ctx)
 		stopKick := make(chan struct{})
 		kickDone := make(chan struct{})
@@ -185,7 +187,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 					return err
 				}
 			}
-			cmd, err := StartCommand(argv, env, o.Log, o.LogPrefix)
+			cmd, err := dial.StartCommand(argv, env, o.Log, o.LogPrefix)
 			if err != nil {
 				return err
 			}
@@ -257,13 +259,13 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 // EndReason explains why a session over a dial command ended: when the
 // stream just stopped, the command's own words (ssh's host-key and
 // authentication messages above all) say more than "EOF".
-func EndReason(err error, cmd *Command) error {
+func EndReason(err error, cmd *dial.Command) error {
 	if err == nil || errors.Is(err, ppp.ErrClosed) {
 		return err
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
 		<-waitExit(cmd, 2*time.Second)
-		if cerr := ClassifySSH(cmd.Stderr()); cerr != nil {
+		if cerr := dial.ClassifySSH(cmd.Stderr()); cerr != nil {
 			return cerr
 		}
 		if xerr := cmd.ExitError(); xerr != nil {
@@ -273,7 +275,7 @@ func EndReason(err error, cmd *Command) error {
 	return err
 }
 
-func waitExit(cmd *Command, d time.Duration) <-chan struct{} {
+func waitExit(cmd *dial.Command, d time.Duration) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
 		defer close(ch)

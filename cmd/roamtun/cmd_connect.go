@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/dial"
+	"github.com/roamtun/roamtun/internal/netmon"
+
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/internal/serveraddr"
@@ -89,13 +92,13 @@ func runConnect(e *env, args []string) (rerr error) {
 	// With a guard, each attempt dials one of the server's addresses,
 	// moving on after one that never came up.
 	var addr netip.Addr
-	var src tunnel.SourceWatch // the uplink address the link came up over
+	var src netmon.SourceWatch // the uplink address the link came up over
 	dial := func(attempt int) ([]string, []string, error) {
 		if rot == nil {
 			if len(argv) > 0 {
 				return argv, nil, nil
 			}
-			a, en := tunnel.SSHCommand(p)
+			a, en := dial.SSHCommand(p)
 			return a, en, nil
 		}
 		addr = rot.Next(attempt)
@@ -105,7 +108,7 @@ func runConnect(e *env, args []string) (rerr error) {
 		if len(argv) > 0 {
 			return argv, nil, nil
 		}
-		a, en := tunnel.SSHCommandTo(p, addr)
+		a, en := dial.SSHCommandTo(p, addr)
 		return a, en, nil
 	}
 	start := time.Now()
@@ -114,7 +117,7 @@ func runConnect(e *env, args []string) (rerr error) {
 	kick := make(chan struct{}, 1)
 	wctx, stopWatch := context.WithCancel(e.ctx)
 	defer stopWatch()
-	go tunnel.WatchNetwork(wctx, kick, p.Interface, 100*time.Millisecond, e.log)
+	go netmon.WatchNetwork(wctx, kick, p.Interface, 100*time.Millisecond, e.log)
 	err = tunnel.Supervise(e.ctx, tunnel.SuperviseOptions{
 		Dial: dial, LogPrefix: prefix, Once: *once, Log: e.log, Kick: kick, Stale: src.Stale,
 		Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log},

@@ -17,10 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/dial"
+	"github.com/roamtun/roamtun/internal/serve"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/roamtun/roamtun/internal/tomlfile"
-	"github.com/roamtun/roamtun/tunnel"
 )
 
 var initCmd = &command{
@@ -101,7 +103,7 @@ func (o *initOptions) parse(args []string) error {
 			return usagef("--server %q: bad port %q", o.server, p)
 		}
 	}
-	if !tunnel.ValidHost(o.host) || strings.HasPrefix(user, "-") || strings.ContainsAny(user, " \t\n'\"\\$`;") {
+	if !serve.ValidHost(o.host) || strings.HasPrefix(user, "-") || strings.ContainsAny(user, " \t\n'\"\\$`;") {
 		return usagef("--server %q: want USER@HOST[:PORT]", o.server)
 	}
 	if o.farEnd != "roamtun" && o.farEnd != "pppd" {
@@ -122,7 +124,7 @@ func initBothEnds(e *env, o initOptions) error {
 		return err
 	}
 	addr := net.JoinHostPort(o.host, strconv.Itoa(o.port))
-	key, err := tunnel.ReadHostKey(e.ctx, addr, 15*time.Second)
+	key, err := dial.ReadHostKey(e.ctx, addr, 15*time.Second)
 	if err != nil {
 		return err
 	}
@@ -147,7 +149,7 @@ func initBothEnds(e *env, o initOptions) error {
 		return err
 	}
 	if l.HostKey != "" {
-		if got, _ := tunnel.Fingerprint(l.HostKey); got != fp {
+		if got, _ := serve.Fingerprint(l.HostKey); got != fp {
 			fmt.Fprintf(e.stderr, "roamtun init: warning: the server read its host key as %s, but it answered %s with %s; %s is pinned\n", got, addr, fp, fp)
 		}
 	}
@@ -198,8 +200,8 @@ func isTerminal(r io.Reader) bool {
 // runRemoteSetup runs server-setup --apply --json on the server over the
 // system ssh client, the key pinned in a temporary known_hosts, the
 // laptop's public key on stdin.
-func runRemoteSetup(e *env, o initOptions, pin, fp, pub string) (tunnel.LaptopSetup, error) {
-	var l tunnel.LaptopSetup
+func runRemoteSetup(e *env, o initOptions, pin, fp, pub string) (serve.LaptopSetup, error) {
+	var l serve.LaptopSetup
 	kh, err := os.CreateTemp("", "roamtun-init-known_hosts-")
 	if err != nil {
 		return l, err

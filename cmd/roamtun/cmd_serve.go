@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/serve"
+
 	"github.com/roamtun/roamtun/tunnel"
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
@@ -99,7 +101,7 @@ func runServe(e *env, args []string) error {
 	defer restore()
 	start := time.Now()
 	var wasUp bool
-	var claim *tunnel.PeerClaim
+	var claim *serve.PeerClaim
 	defer func() { claim.Release() }()
 	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
 		Stream: stdio{in, out}, Link: cfg, Interface: *ifname, MTU: *mtu, Log: e.log,
@@ -111,7 +113,7 @@ func runServe(e *env, args []string) error {
 			// (a laptop that roamed away without closing it) goes.
 			// The stale session's peer is gone: it gets little time to
 			// end cleanly before it is killed (its TUN goes with it).
-			c, old, err := tunnel.ClaimPeer(s.PeerIP, 300*time.Millisecond)
+			c, old, err := serve.ClaimPeer(s.PeerIP, 300*time.Millisecond)
 			switch {
 			case err != nil:
 				e.log.Warn("could not claim the peer address; an older session may shadow this one", "err", err)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/roamtun/roamtun/tunnel"
+	"github.com/roamtun/roamtun/internal/serve"
 )
 
 var serverSetupCmd = &command{
@@ -33,7 +33,7 @@ type serverSetupFlags struct {
 
 func runServerSetup(e *env, args []string) error {
 	fs, _ := newFlags(e, serverSetupCmd)
-	s := tunnel.ServerSetup{}
+	s := serve.ServerSetup{}
 	var f serverSetupFlags
 	fs.StringVar(&s.User, "user", "ppp-link", "the dedicated account (`NAME`) on the server")
 	fs.StringVar(&f.from, "from", "", "accept the key only from this `CIDR` (authorized_keys from=)")
@@ -46,12 +46,12 @@ func runServerSetup(e *env, args []string) error {
 	fs.StringVar(&f.hostKey, "host-key", "/etc/ssh/ssh_host_ed25519_key.pub", "the server's host key `FILE`, to pin on the laptop")
 	fs.StringVar(&f.expectHostKey, "expect-host-key", "", "the host key the laptop connected to (`SHA256:…`): warn if this machine's differs")
 	fs.StringVar(&s.Roamtun, "roamtun", "/usr/bin/roamtun", "`PATH` where roamtun is installed on the server (--far-end roamtun)")
-	fs.StringVar(&s.ServeBinary, "serve-binary", "/usr/lib/roamtun/roamtun-serve", "`PATH` where the capable copy of roamtun goes, runnable only by group "+tunnel.LinkGroup+" (--far-end roamtun)")
+	fs.StringVar(&s.ServeBinary, "serve-binary", "/usr/lib/roamtun/roamtun-serve", "`PATH` where the capable copy of roamtun goes, runnable only by group "+serve.LinkGroup+" (--far-end roamtun)")
 	fs.BoolVar(&f.apply, "apply", false, "run the server's part here (as root) instead of printing it; print the laptop's part")
 	fs.BoolVar(&f.asJSON, "json", false, "with --apply: print the laptop's part as one JSON object (user, name, remote_name, secrets, local, peer, dns, host_key, fingerprint); with --list: the pool as a JSON array")
 	fs.BoolVar(&f.list, "list", false, "list the laptops set up here: fingerprint, peer address, CHAP name, key comment")
 	fs.StringVar(&f.revoke, "revoke", "", "remove a laptop (`KEY_OR_FINGERPRINT`: SHA256:…, a public key file or line): its key line, its secrets, its address")
-	fs.StringVar(&f.pool, "pool", tunnel.DefaultPoolFile, "the address pool `FILE` (root, 0600; locked while in use)")
+	fs.StringVar(&f.pool, "pool", serve.DefaultPoolFile, "the address pool `FILE` (root, 0600; locked while in use)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func runServerSetup(e *env, args []string) error {
 	}
 	// On the server itself the host key can be read; elsewhere the recipe
 	// says where to find it.
-	if k, err := tunnel.ReadPubKey(f.hostKey); err == nil {
+	if k, err := serve.ReadPubKey(f.hostKey); err == nil {
 		s.HostKeyPub = k
 	}
 	warnWrongMachine(e, s, f, flagSet(fs, "host"))
@@ -94,7 +94,7 @@ func runServerSetup(e *env, args []string) error {
 }
 
 // addresses parses --from, --local, --peer and --dns into s.
-func (f serverSetupFlags) addresses(s *tunnel.ServerSetup) error {
+func (f serverSetupFlags) addresses(s *serve.ServerSetup) error {
 	var err error
 	if f.from != "" {
 		if s.From, err = netip.ParsePrefix(f.from); err != nil {
@@ -120,13 +120,13 @@ func (f serverSetupFlags) addresses(s *tunnel.ServerSetup) error {
 // roamtun init hands it over ssh).
 func readPubKeyArg(e *env, arg string) (string, error) {
 	if arg != "-" {
-		return tunnel.ReadPubKey(arg)
+		return serve.ReadPubKey(arg)
 	}
 	b, err := io.ReadAll(io.LimitReader(e.stdin, 64<<10))
 	if err != nil {
 		return "", fmt.Errorf("reading the public key from stdin: %w", err)
 	}
-	k, err := tunnel.ParsePubKey(strings.TrimSpace(string(b)))
+	k, err := serve.ParsePubKey(strings.TrimSpace(string(b)))
 	if err != nil {
 		return "", fmt.Errorf("the public key on stdin: %w", err)
 	}
@@ -142,13 +142,13 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 // applyServerSetup runs the server's part here, under the pool's lock: the
 // laptop gets the next free peer address (its own forced command carries
 // it), its own CHAP name, and with --far-end pppd its own peers file.
-func applyServerSetup(e *env, s tunnel.ServerSetup, f serverSetupFlags, peerGiven bool) error {
-	pool, err := tunnel.OpenPool(f.pool)
+func applyServerSetup(e *env, s serve.ServerSetup, f serverSetupFlags, peerGiven bool) error {
+	pool, err := serve.OpenPool(f.pool)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	fp, err := tunnel.Fingerprint(s.PubKey)
+	fp, err := serve.Fingerprint(s.PubKey)
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,7 @@ func applyServerSetup(e *env, s tunnel.ServerSetup, f serverSetupFlags, peerGive
 	if s.Peer, err = pool.Allocate(s.Local, want); err != nil {
 		return err
 	}
-	if s.ID, err = tunnel.KeyID(s.PubKey); err != nil {
+	if s.ID, err = serve.KeyID(s.PubKey); err != nil {
 		return err
 	}
 	s.ClientName = "laptop-" + s.ID
@@ -174,14 +174,14 @@ func applyServerSetup(e *env, s tunnel.ServerSetup, f serverSetupFlags, peerGive
 	if err != nil {
 		return err
 	}
-	server, laptop := tunnel.Split(r)
+	server, laptop := serve.Split(r)
 	sh := exec.CommandContext(e.ctx, "/bin/sh", "-e", "-x")
 	sh.Stdin = strings.NewReader(server)
 	sh.Stdout, sh.Stderr = e.stderr, e.stderr
 	if err := sh.Run(); err != nil {
 		return fmt.Errorf("applying the server setup: %w (see the commands above)", err)
 	}
-	entry := tunnel.PoolEntry{Fingerprint: fp, Key: s.PubKey, Peer: s.Peer, Local: s.Local, User: s.User,
+	entry := serve.PoolEntry{Fingerprint: fp, Key: s.PubKey, Peer: s.Peer, Local: s.Local, User: s.User,
 		FarEnd: s.FarEnd, ClientName: s.ClientName, ServerName: s.ServerName, Secrets: s.SecretsFile(),
 		Added: time.Now().UTC().Truncate(time.Second)}
 	if s.FarEnd == "pppd" {

@@ -13,13 +13,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/serve"
+
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/internal/atomicfile"
-	"github.com/roamtun/roamtun/tunnel"
 )
 
 // readConfigForInit reads the laptop's config (absent: empty) and refuses
@@ -127,19 +128,19 @@ func laptopKey(o initOptions, p initPaths) (pub string, made bool, err error) {
 }
 
 func canonical(line string) (string, bool, error) {
-	k, err := tunnel.ParsePubKey(line)
+	k, err := serve.ParsePubKey(line)
 	return k, false, err
 }
 
 func keyFingerprint(pub string) string {
-	fp, _ := tunnel.Fingerprint(pub)
+	fp, _ := serve.Fingerprint(pub)
 	return fp
 }
 
 // writeLaptopFiles writes the laptop's half: the secrets (0600, two lines
 // appended), the pin (known_hosts 0644) and the profile (appended to the
 // config, whose other bytes stay as they were).
-func writeLaptopFiles(o initOptions, p initPaths, cfgText []byte, pin string, l tunnel.LaptopSetup) error {
+func writeLaptopFiles(o initOptions, p initPaths, cfgText []byte, pin string, l serve.LaptopSetup) error {
 	secrets := fmt.Sprintf("%s %s \"%s\" *\n%s %s \"%s\" *\n", l.Name, l.RemoteName, l.Secrets.Client,
 		l.RemoteName, l.Name, l.Secrets.Server)
 	if err := appendFile(p.secrets, secrets, 0o600); err != nil {

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roamtun/roamtun/internal/route"
+
 	"github.com/roamtun/roamtun/lab"
-	"github.com/roamtun/roamtun/tunnel"
 )
 
 // patience bounds each wait for the daemon, so that a broken daemon fails
@@ -172,7 +173,7 @@ hooks_dir = %q
 
 	// READY=1 only once the standby firewall closes the namespace's networks.
 	ready := sd.await(t, 0, `^READY=1$`)
-	if out, err := inNS("nft", "list", "table", "inet", tunnel.StandbyTable); err != nil {
+	if out, err := inNS("nft", "list", "table", "inet", route.StandbyTable); err != nil {
 		t.Errorf("READY=1 before the standby firewall: %v\n%s", err, out)
 	}
 	sd.await(t, ready, `^WATCHDOG=1$`)

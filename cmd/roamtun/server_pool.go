@@ -11,19 +11,19 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/roamtun/roamtun/tunnel"
+	"github.com/roamtun/roamtun/internal/serve"
 )
 
 // listPool prints the laptops set up on this server.
 func listPool(e *env, path string, asJSON bool) error {
-	pool, err := tunnel.OpenPool(path)
+	pool, err := serve.OpenPool(path)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	if asJSON {
 		type laptop struct {
-			tunnel.PoolEntry
+			serve.PoolEntry
 			Comment string `json:"comment"`
 		}
 		out := make([]laptop, 0, len(pool.Laptops))
@@ -52,14 +52,14 @@ func revokeLaptop(e *env, path, what string) error {
 	key := what
 	if !strings.HasPrefix(what, "SHA256:") {
 		if _, err := os.Stat(what); err == nil {
-			k, err := tunnel.ReadPubKey(what)
+			k, err := serve.ReadPubKey(what)
 			if err != nil {
 				return err
 			}
 			key = k
 		}
 	}
-	pool, err := tunnel.OpenPool(path)
+	pool, err := serve.OpenPool(path)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func revokeLaptop(e *env, path, what string) error {
 		return fmt.Errorf("--revoke %s: %w (%s; server-setup --list shows them)", what, errNoSuchLaptop, path)
 	}
 	l := pool.Laptops[i]
-	if err := tunnel.Revoke(l); err != nil {
+	if err := serve.Revoke(l); err != nil {
 		return err
 	}
 	pool.Laptops = append(pool.Laptops[:i], pool.Laptops[i+1:]...)
@@ -86,11 +86,11 @@ func revokeLaptop(e *env, path, what string) error {
 // init passes the key it connected to) the two are compared; otherwise,
 // with --host, a name none of whose addresses is on this machine is
 // suspect (a server behind NAT is the innocent case).
-func warnWrongMachine(e *env, s tunnel.ServerSetup, f serverSetupFlags, hostGiven bool) {
+func warnWrongMachine(e *env, s serve.ServerSetup, f serverSetupFlags, hostGiven bool) {
 	if s.HostKeyPub == "" {
 		return
 	}
-	here, err := tunnel.Fingerprint(s.HostKeyPub)
+	here, err := serve.Fingerprint(s.HostKeyPub)
 	if err != nil {
 		return
 	}

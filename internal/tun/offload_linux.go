@@ -1,4 +1,4 @@
-package tunnel
+package tun
 
 // TCP segmentation offload on the TUN (IFF_VNET_HDR). Without it the
 // kernel hands the pump one MTU-sized packet per read, and every one of them
@@ -52,7 +52,7 @@ type gsoState struct {
 // kernel left that to us); a TCP super-packet is set up for nextSegment,
 // which gives its first segment. It returns 0 for a frame it drops
 // (malformed, a GSO type not asked for).
-func (t *TUN) takeVnet(p, frame []byte) int {
+func (t *Device) takeVnet(p, frame []byte) int {
 	if len(frame) <= vnetHdrLen {
 		return 0
 	}
@@ -99,7 +99,7 @@ func (t *TUN) takeVnet(p, frame []byte) int {
 // headers of the whole with its own IP length (and, IPv4, identification
 // and header checksum), sequence number and TCP checksum; FIN and PSH stay
 // on the last segment only, CWR on the first only.
-func (t *TUN) nextSegment(p []byte) int {
+func (t *Device) nextSegment(p []byte) int {
 	g := &t.gso
 	if g.pkt == nil {
 		return 0
@@ -177,7 +177,7 @@ func fold(acc uint64) uint16 {
 // (no offload asked for: the kernel checks the packet's checksums as for
 // any received packet), as one writev so that the packet is not copied.
 // Called by RawConn.Write with t.wmu held.
-func (t *TUN) writeVnet(fd uintptr) bool {
+func (t *Device) writeVnet(fd uintptr) bool {
 	n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.wiov[0])), 2)
 	if e == unix.EAGAIN {
 		return false // wait until writable
@@ -285,7 +285,7 @@ func (g *groState) joins(pkt []byte, iphLen, hdrLen int, v6 bool) bool {
 // WriteCoalesce writes pkt to the device, or holds it back (copied) to join
 // it with the TCP segments that follow it; Flush writes what is held back.
 // Only one goroutine (the link's reader) may call it and Flush.
-func (t *TUN) WriteCoalesce(pkt []byte) error {
+func (t *Device) WriteCoalesce(pkt []byte) error {
 	if !t.vnet {
 		_, err := t.Write(pkt)
 		return err
@@ -319,7 +319,7 @@ func (t *TUN) WriteCoalesce(pkt []byte) error {
 
 // Flush writes the packet WriteCoalesce holds back, if any: a lone segment
 // as it came, several as one super-packet (see groPacket).
-func (t *TUN) Flush() error {
+func (t *Device) Flush() error {
 	g := &t.gro
 	switch g.n {
 	case 0:

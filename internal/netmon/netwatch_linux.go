@@ -1,4 +1,8 @@
-package tunnel
+// Package netmon watches rtnetlink for the changes that matter to a
+// supervised tunnel (links coming up, routes, addresses) and tells whether
+// the address a link came up over is still the one the server is reached
+// from.
+package netmon
 
 import (
 	"context"

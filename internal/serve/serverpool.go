@@ -1,4 +1,4 @@
-package tunnel
+package serve
 
 import (
 	"crypto/sha256"

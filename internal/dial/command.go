@@ -1,4 +1,8 @@
-package tunnel
+// Package dial starts the transports a PPP link runs over: the system
+// OpenSSH client with its host key pinned (SSHCommand), or any dial
+// command whose stdio carries PPP (StartCommand), with the backoff between
+// attempts and the reading of ssh's own words (ClassifySSH).
+package dial
 
 import (
 	"bytes"

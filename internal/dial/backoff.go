@@ -1,4 +1,4 @@
-package tunnel
+package dial
 
 import (
 	"math/rand/v2"

@@ -1,4 +1,4 @@
-package tunnel
+package tun
 
 import (
 	"bytes"
@@ -90,7 +90,7 @@ func TestTSOSegments(t *testing.T) {
 			payload[i] = byte(i*31 + 7)
 		}
 		const mss = 1160
-		tun := &TUN{}
+		tun := &Device{}
 		p := make([]byte, 1500)
 		var got []byte
 		var segs [][]byte
@@ -150,7 +150,7 @@ func TestVnetCompletesChecksum(t *testing.T) {
 	// What the kernel leaves in the field: the pseudo-header sum.
 	binary.BigEndian.PutUint16(pkt[36:], fold(sum16(pkt[12:20], unix.IPPROTO_TCP+uint64(len(pkt)-20))))
 	p := make([]byte, 1500)
-	n := (&TUN{}).takeVnet(p, frame)
+	n := (&Device{}).takeVnet(p, frame)
 	if n != len(pkt) {
 		t.Fatalf("got %d bytes, want %d", n, len(pkt))
 	}
@@ -163,7 +163,7 @@ func segments(t testing.TB, frame []byte) [][]byte {
 	t.Helper()
 	th := vnetHdrLen + int(binary.NativeEndian.Uint16(frame[6:]))
 	frame[th+13] &^= tcpCWR
-	tun := &TUN{}
+	tun := &Device{}
 	p := make([]byte, 1500)
 	var segs [][]byte
 	for n := tun.takeVnet(p, frame); n > 0; n = tun.nextSegment(p) {
@@ -181,7 +181,7 @@ func TestGROJoinsWhatTSOCut(t *testing.T) {
 			payload[i] = byte(i*13 + 1)
 		}
 		segs := segments(t, superPacket(v6, payload, 1160))
-		tun := &TUN{vnet: true}
+		tun := &Device{vnet: true}
 		tun.gro.buf = make([]byte, vnetHdrLen, vnetHdrLen+groMax)
 		for _, s := range segs {
 			if err := tun.WriteCoalesce(s); err != nil {
@@ -222,7 +222,7 @@ func TestGROKeepsApart(t *testing.T) {
 	} {
 		second := append([]byte(nil), segs[1]...)
 		c.mangle(second)
-		tun := &TUN{vnet: true}
+		tun := &Device{vnet: true}
 		tun.gro.buf = make([]byte, vnetHdrLen, vnetHdrLen+groMax)
 		tun.WriteCoalesce(segs[0])
 		if iph, hl, v6, ok := groCandidate(second); ok && tun.gro.joins(second, iph, hl, v6) {
@@ -237,7 +237,7 @@ func fixTCPChecksum(s []byte) {
 }
 
 // nullTUN is a TUN with offloads whose writes go to /dev/null.
-func nullTUN(tb testing.TB) *TUN {
+func nullTUN(tb testing.TB) *Device {
 	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		tb.Fatal(err)
@@ -247,7 +247,7 @@ func nullTUN(tb testing.TB) *TUN {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	t := &TUN{file: f, raw: raw, vnet: true}
+	t := &Device{file: f, raw: raw, vnet: true}
 	t.gro.buf = make([]byte, vnetHdrLen, vnetHdrLen+groMax)
 	t.writeRaw = t.writeVnet
 	t.wiov[0].Base = &t.whdr[0]
@@ -259,7 +259,7 @@ func nullTUN(tb testing.TB) *TUN {
 // packets (copy and checksums), per packet; nothing allocated.
 func BenchmarkTSOSegments(b *testing.B) {
 	frame := superPacket(false, make([]byte, 1160*56), 1160)
-	tun := &TUN{}
+	tun := &Device{}
 	p := make([]byte, 1500)
 	work := make([]byte, len(frame))
 	b.ReportAllocs()

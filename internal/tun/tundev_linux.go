@@ -1,7 +1,7 @@
-// Package tunnel carries a PPP link between a byte stream (an ssh session's
-// stdio, a dial command) and a TUN device: it opens and configures the TUN,
-// runs the dial command, and pumps packets between the two.
-package tunnel
+// Package tun is the TUN device and the pump between it and a PPP link:
+// opening and configuring the device (with the kernel's TSO/GSO offloads),
+// and moving packets both ways in batches without allocating per packet.
+package tun
 
 import (
 	"errors"
@@ -18,7 +18,7 @@ import (
 
 // TUN is a layer-3 TUN device owned by this process. Closing it removes the
 // device (it is created non-persistent), so a crash cannot leave it behind.
-type TUN struct {
+type Device struct {
 	name string
 	file *os.File
 	link netlink.Link
@@ -51,7 +51,7 @@ type TUN struct {
 
 // OpenTUN creates the TUN device name with the given MTU, in the network
 // namespace of the calling thread. The device is left down until Configure.
-func OpenTUN(name string, mtu int) (*TUN, error) {
+func Open(name string, mtu int) (*Device, error) {
 	la := netlink.NewLinkAttrs()
 	la.Name = name
 	la.MTU = mtu
@@ -96,7 +96,7 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 		f.Close()
 		return nil, fmt.Errorf("TUN %s: %w", name, err)
 	}
-	t := &TUN{name: name, file: f, link: link, raw: raw, vnet: true, rbuf: make([]byte, vnetHdrLen+65535+64)}
+	t := &Device{name: name, file: f, link: link, raw: raw, vnet: true, rbuf: make([]byte, vnetHdrLen+65535+64)}
 	t.gro.buf = make([]byte, vnetHdrLen, vnetHdrLen+groMax)
 	t.writeRaw = t.writeVnet
 	t.wiov[0].Base = &t.whdr[0]
@@ -115,12 +115,12 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 }
 
 // Name returns the device name.
-func (t *TUN) Name() string { return t.name }
+func (t *Device) Name() string { return t.name }
 
 // Configure gives the device its point-to-point addresses (as pppd does:
 // LOCAL peer PEER/32), its MTU, optional IPv6 link-local addresses from the
 // IPv6CP interface identifiers, and brings it up.
-func (t *TUN) Configure(local, peer netip.Addr, mtu int, ifid, peerIfID *[8]byte) error {
+func (t *Device) Configure(local, peer netip.Addr, mtu int, ifid, peerIfID *[8]byte) error {
 	if err := netlink.LinkSetMTU(t.link, mtu); err != nil {
 		return fmt.Errorf("setting MTU of %s: %w", t.name, err)
 	}
@@ -152,7 +152,7 @@ func (t *TUN) Configure(local, peer netip.Addr, mtu int, ifid, peerIfID *[8]byte
 
 // Read reads one packet, waiting for it. A TCP super-packet from the
 // kernel comes out as its MTU-sized segments, one per call.
-func (t *TUN) Read(p []byte) (int, error) {
+func (t *Device) Read(p []byte) (int, error) {
 	if !t.vnet {
 		return t.file.Read(p)
 	}
@@ -175,7 +175,7 @@ func (t *TUN) Read(p []byte) (int, error) {
 // without waiting. The pump uses it to drain what the kernel has queued
 // into one write to the transport. Neither it nor Read is safe for
 // concurrent use: only the pump reads.
-func (t *TUN) ReadNoWait(p []byte) (int, error) {
+func (t *Device) ReadNoWait(p []byte) (int, error) {
 	for {
 		if n := t.nextSegment(p); n > 0 {
 			return n, nil
@@ -208,7 +208,7 @@ func (t *TUN) ReadNoWait(p []byte) (int, error) {
 
 // Write writes one packet. It is safe for concurrent use and allocates
 // nothing.
-func (t *TUN) Write(p []byte) (int, error) {
+func (t *Device) Write(p []byte) (int, error) {
 	if !t.vnet {
 		return t.file.Write(p)
 	}
@@ -232,7 +232,7 @@ func (t *TUN) Write(p []byte) (int, error) {
 
 // Close closes the device, which removes it. Closing twice is fine, and a
 // device already gone counts as removed.
-func (t *TUN) Close() error {
+func (t *Device) Close() error {
 	var err error
 	t.closeOnce.Do(func() {
 		err = t.file.Close()

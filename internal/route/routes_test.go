@@ -1,4 +1,4 @@
-package tunnel_test
+package route_test
 
 import (
 	"context"
@@ -6,33 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/roamtun/roamtun/internal/route"
+
+	"github.com/roamtun/roamtun/internal/tun"
+
 	"github.com/roamtun/roamtun/internal/journal"
 	"github.com/roamtun/roamtun/lab"
-	"github.com/roamtun/roamtun/tunnel"
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
-
-// netState is everything a run may touch in a namespace's networking, as
-// text: it must be identical before and after.
-func netState(t testing.TB, ns *lab.Namespace) string {
-	t.Helper()
-	var b strings.Builder
-	for _, argv := range [][]string{
-		{"ip", "-4", "route", "show", "table", "all"},
-		{"ip", "-6", "route", "show", "table", "all"},
-		{"ip", "-4", "rule"},
-		{"ip", "-6", "rule"},
-		{"ip", "-br", "link"},
-		{"nft", "list", "ruleset"},
-	} {
-		out, err := ns.Run(argv...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.WriteString("$ " + strings.Join(argv, " ") + "\n" + out)
-	}
-	return b.String()
-}
 
 // cafeLab is laptop (wan0) ⇄ cafe (lan0) with IPv4 and global IPv6 routes
 // through the cafe: the untrusted network.
@@ -59,47 +40,38 @@ func cafeLab(t *testing.T) (*lab.Lab, *lab.Namespace, *lab.Namespace) {
 	return l, laptop, cafe
 }
 
-func routeGet(t *testing.T, ns *lab.Namespace, dst string) string {
-	t.Helper()
-	out, err := ns.Run("ip", "route", "get", dst)
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	return strings.TrimSpace(out)
-}
-
 // TestRoutingTable: the server via the cafe gateway, everything else via the
 // TUN, option 121 style routes in main change nothing, IPv6 unreachable; a
 // crash (no teardown) is undone exactly by replaying the journal.
 func TestRoutingTable(t *testing.T) {
 	_, laptop, _ := cafeLab(t)
-	before := netState(t, laptop)
+	before := laptop.NetState(t)
 	state := t.TempDir()
 	server := netip.MustParseAddr("10.200.2.2")
 
-	var tun *tunnel.TUN
+	var dev *tun.Device
 	err := laptop.Do(func() error {
 		j, err := journal.Open(state)
 		if err != nil {
 			return err
 		}
 		defer j.Close() // a crash: no teardown
-		path, err := tunnel.FindPath(server, "rt0")
+		path, err := route.FindPath(server, "rt0")
 		if err != nil {
 			return err
 		}
 		if path.Dev != "wan0" || path.Gateway.String() != "10.200.1.1" {
 			t.Errorf("path %v", path)
 		}
-		r := tunnel.NewRouting(tunnel.RoutingOptions{Server: server, ServerPort: 22, Path: path,
+		r := route.NewRouting(route.RoutingOptions{Server: server, ServerPort: 22, Path: path,
 			IPv6: "block", Lockdown: true, Journal: j})
 		if err := r.Setup(); err != nil {
 			return err
 		}
-		if tun, err = tunnel.OpenTUN("rt0", 1200); err != nil {
+		if dev, err = tun.Open("rt0", 1200); err != nil {
 			return err
 		}
-		if err := tun.Configure(netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.0.1"), 1200, nil, nil); err != nil {
+		if err := dev.Configure(netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.0.1"), 1200, nil, nil); err != nil {
 			return err
 		}
 		return r.TunnelUp("rt0", ppp.Session{})
@@ -108,13 +80,13 @@ func TestRoutingTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	check := func(what string) {
-		if got := routeGet(t, laptop, "192.0.2.7"); !strings.Contains(got, "dev rt0") {
+		if got := laptop.RouteGet("192.0.2.7"); !strings.Contains(got, "dev rt0") {
 			t.Errorf("%s: far address: %s, want via rt0", what, got)
 		}
-		if got := routeGet(t, laptop, server.String()); !strings.Contains(got, "via 10.200.1.1 dev wan0") {
+		if got := laptop.RouteGet(server.String()); !strings.Contains(got, "via 10.200.1.1 dev wan0") {
 			t.Errorf("%s: server: %s, want via the cafe gateway", what, got)
 		}
-		if got := routeGet(t, laptop, "2001:db8:99::1"); !strings.Contains(got, "unreachable") && !strings.HasPrefix(got, "error") {
+		if got := laptop.RouteGet("2001:db8:99::1"); !strings.Contains(got, "unreachable") && !strings.HasPrefix(got, "error") {
 			t.Errorf("%s: IPv6: %s, want unreachable", what, got)
 		}
 	}
@@ -130,18 +102,18 @@ func TestRoutingTable(t *testing.T) {
 		laptop.Run("ip", "route", "del", p)
 	}
 	// The TUN goes (redialing): with lockdown nothing goes direct.
-	laptop.Do(func() error { return tun.Close() })
-	if got := routeGet(t, laptop, "192.0.2.7"); !strings.Contains(got, "unreachable") && !strings.HasPrefix(got, "error") {
+	laptop.Do(func() error { return dev.Close() })
+	if got := laptop.RouteGet("192.0.2.7"); !strings.Contains(got, "unreachable") && !strings.HasPrefix(got, "error") {
 		t.Errorf("tunnel down + lockdown: %s, want unreachable", got)
 	}
-	if got := routeGet(t, laptop, server.String()); !strings.Contains(got, "dev wan0") {
+	if got := laptop.RouteGet(server.String()); !strings.Contains(got, "dev wan0") {
 		t.Errorf("tunnel down: server %s, want still reachable", got)
 	}
-	out, _ := laptop.Run("nft", "list", "table", "inet", tunnel.NFTTable)
+	out, _ := laptop.Run("nft", "list", "table", "inet", route.NFTTable)
 	if !strings.Contains(out, `oifname "wan0"`) {
 		t.Errorf("lockdown table missing:\n%s", out)
 	}
-	if netState(t, laptop) == before {
+	if laptop.NetState(t) == before {
 		t.Fatal("nothing changed?")
 	}
 
@@ -152,7 +124,7 @@ func TestRoutingTable(t *testing.T) {
 			return err
 		}
 		defer j.Close()
-		n, err := j.Replay(context.Background(), tunnel.Undoers())
+		n, err := j.Replay(context.Background(), route.Undoers())
 		if n == 0 {
 			t.Errorf("replay undid nothing")
 		}
@@ -161,7 +133,7 @@ func TestRoutingTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := netState(t, laptop); after != before {
+	if after := laptop.NetState(t); after != before {
 		t.Fatalf("not restored exactly.\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
@@ -170,28 +142,28 @@ func TestRoutingTable(t *testing.T) {
 // no lockdown, IPv6 tunnelled; Teardown restores exactly, twice is harmless.
 func TestRoutingTeardownOnLink(t *testing.T) {
 	_, laptop, _ := cafeLab(t)
-	before := netState(t, laptop)
+	before := laptop.NetState(t)
 	server := netip.MustParseAddr("10.200.1.1")
 	err := laptop.Do(func() error {
-		path, err := tunnel.FindPath(server, "rt0")
+		path, err := route.FindPath(server, "rt0")
 		if err != nil {
 			return err
 		}
 		if path.Gateway.IsValid() || path.Dev != "wan0" {
 			t.Errorf("on-link path %v", path)
 		}
-		r := tunnel.NewRouting(tunnel.RoutingOptions{Server: server, ServerPort: 22, Path: path, IPv6: "tunnel"})
+		r := route.NewRouting(route.RoutingOptions{Server: server, ServerPort: 22, Path: path, IPv6: "tunnel"})
 		if err := r.Setup(); err != nil {
 			return err
 		}
-		if got := routeGet(t, laptop, server.String()); !strings.Contains(got, "dev wan0") || strings.Contains(got, " via ") {
+		if got := laptop.RouteGet(server.String()); !strings.Contains(got, "dev wan0") || strings.Contains(got, " via ") {
 			t.Errorf("on-link server: %s", got)
 		}
 		// No lockdown, no TUN: IPv4 falls back to main, IPv6 still never leaves.
-		if got := routeGet(t, laptop, "192.0.2.7"); !strings.Contains(got, "via 10.200.1.1 dev wan0") {
+		if got := laptop.RouteGet("192.0.2.7"); !strings.Contains(got, "via 10.200.1.1 dev wan0") {
 			t.Errorf("no lockdown, tunnel down: %s", got)
 		}
-		if got := routeGet(t, laptop, "2001:db8:99::1"); !strings.Contains(got, "unreachable") && !strings.HasPrefix(got, "error") {
+		if got := laptop.RouteGet("2001:db8:99::1"); !strings.Contains(got, "unreachable") && !strings.HasPrefix(got, "error") {
 			t.Errorf("IPv6 with the tunnel down: %s, want unreachable", got)
 		}
 		if err := r.Teardown(); err != nil {
@@ -202,7 +174,7 @@ func TestRoutingTeardownOnLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := netState(t, laptop); after != before {
+	if after := laptop.NetState(t); after != before {
 		t.Fatalf("not restored exactly.\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

@@ -1,4 +1,9 @@
-package tunnel
+// Package serve is the far end's side of roamtun: what `roamtun
+// server-setup` installs (a restricted account, CHAP secrets, the capable
+// copy of roamtun, an address pool per laptop key, revocation), and the
+// claims by which a new `roamtun serve` session takes its peer address
+// over from a stale one.
+package serve
 
 import (
 	"bytes"

@@ -1,4 +1,11 @@
-package tunnel
+// Package route makes and undoes every change roamtun applies to the
+// host's networking, each journaled before it is made: its routing table
+// (5250) and rules (5300/5310), the lockdown firewall (nftables table
+// "inet roamtun") and the standby firewall ("inet roamtun_standby"). Undo
+// refuses whatever is not roamtun's own. Routes and firewall share one
+// package because they are applied as one ordered, journaled list with one
+// rollback.
+package route
 
 import (
 	"context"
