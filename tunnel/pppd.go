@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -186,7 +187,10 @@ func parseHookLine(line string) (hookEvent, error) {
 		if err != nil {
 			return hookEvent{}, fmt.Errorf("pppd hook: DNS server: %w", err)
 		}
-		ev.DNS = append(ev.DNS, a)
+		// pppd with one ms-dns answers it for both: once is enough.
+		if !slices.Contains(ev.DNS, a) {
+			ev.DNS = append(ev.DNS, a)
+		}
 	}
 	return ev, nil
 }

@@ -115,6 +115,8 @@ func TestParseHookLine(t *testing.T) {
 		{line: "ip-down\troamtun0\t10.9.0.2\t10.9.0.1\t10.9.0.53\t10.9.0.54\t\n",
 			want: hookEvent{Kind: "ip-down", Ifname: "roamtun0", Local: a("10.9.0.2"), Remote: a("10.9.0.1"),
 				DNS: []netip.Addr{a("10.9.0.53"), a("10.9.0.54")}}},
+		{line: "ip-up\tppp0\t10.9.0.2\t10.9.0.1\t10.9.0.53\t10.9.0.53\t", want: hookEvent{Kind: "ip-up", Ifname: "ppp0",
+			Local: a("10.9.0.2"), Remote: a("10.9.0.1"), DNS: []netip.Addr{a("10.9.0.53")}}},
 		{line: "ip-up\tppp0\t10.9.0.2\t10.9.0.1\t\t\t", want: hookEvent{Kind: "ip-up", Ifname: "ppp0",
 			Local: a("10.9.0.2"), Remote: a("10.9.0.1")}},
 		{line: "ip-up\tppp0\t10.9.0.2\t10.9.0.1\t\t", fail: true},
