@@ -214,6 +214,19 @@ func TestPPPDEngineToServe(t *testing.T) {
 	}
 	cfg := e.profile(t, lab.HomeIP, 2222, sshd.User, sshd.ClientKey, sshd.KnownHosts)
 	e.runEngine(t, cfg, func() { killServe(t, e.home) })
+
+	// A wrong secret: the far end refuses our CHAP, pppd exits 19, and
+	// that is the reason given, in words.
+	writeFile(t, e.l.Dir(), "chap-secrets", "client server \"not-the-secret\" *\nserver client \"server-proves-this\" *\n", 0o600)
+	out := guestRun(t, e.laptop, 90*time.Second, fmt.Sprintf(`%s connect --once --config %s home 2>&1; echo "RT-EXIT $?"`, e.bin, cfg))
+	// The far end's own words (roamtun serve's stderr, through ssh and
+	// pppd's log) are the most telling line.
+	for _, w := range []string{"pppd exited with status 19: we failed to authenticate ourselves to the far end (pppd: ",
+		"authentication failed", "RT-EXIT 1"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("wrong secret: output lacks %q:\n%s", w, out)
+		}
+	}
 }
 
 // TestPPPDEngineToStockPPPD: pppd at both ends, the classic setup whole —
