@@ -198,6 +198,10 @@ func startPPPD(program, secrets string, args []string, log *slog.Logger) (*pppdP
 	cmd.Stdout, cmd.Stderr = lw, lw
 	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			// roamtun.service as shipped: no CAP_SYS_ADMIN, RestrictNamespaces.
+			return nil, fmt.Errorf("starting pppd in a mount namespace of its own (engine = \"pppd\" needs CAP_SYS_ADMIN and unshare(CLONE_NEWNS)): %w", err)
+		}
 		return nil, fmt.Errorf("starting pppd: %w", err)
 	}
 	go func() {
