@@ -118,6 +118,11 @@ func (ck *checker) profile(p *Profile) {
 		}
 		ck.knownHosts(key("known_hosts"), p)
 	}
+	if p.Engine == EnginePPPD {
+		if _, err := os.Stat("/usr/sbin/pppd"); err != nil {
+			ck.program(key("engine"), "pppd")
+		}
+	}
 	ck.secrets(key("secrets"), p)
 }
 

@@ -42,6 +42,15 @@ const (
 	IPv6Tunnel IPv6Mode = "tunnel" // through the link (IPv6CP)
 )
 
+// Engine is what runs a profile's PPP link on the laptop.
+type Engine string
+
+// Engines.
+const (
+	EngineBuiltin Engine = "builtin" // roamtun's own PPP (tunnel/ppp) over a TUN
+	EnginePPPD    Engine = "pppd"    // the system pppd, the dial command as its pty
+)
+
 // Sources the watcher knows.
 var knownSources = []string{"nl80211", "networkmanager", "netlink", "dhcp"}
 
@@ -87,6 +96,7 @@ type Profile struct {
 	MTU           int
 	Keepalive     time.Duration
 	IPv6          IPv6Mode
+	Engine        Engine
 	Lockdown      bool
 	HooksDir      string
 	// Addresses, when set, pin the server's addresses outright instead of
@@ -143,6 +153,7 @@ type rawProfile struct {
 	MTU           *int     `toml:"mtu"`
 	Keepalive     *string  `toml:"keepalive"`
 	IPv6          *string  `toml:"ipv6"`
+	Engine        *string  `toml:"engine"`
 	Lockdown      *bool    `toml:"lockdown"`
 	HooksDir      *string  `toml:"hooks_dir"`
 	Addresses     []string `toml:"addresses"`
@@ -270,6 +281,7 @@ func (r *rawProfile) validate(doc *tomlfile.Doc, name string) *Profile {
 		RequireCHAP:   or(r.RequireCHAP, true),
 		MTU:           or(r.MTU, 1200),
 		IPv6:          IPv6Mode(or(r.IPv6, string(IPv6Block))),
+		Engine:        Engine(or(r.Engine, string(EngineBuiltin))),
 		Lockdown:      or(r.Lockdown, true),
 		HooksDir:      or(r.HooksDir, "/etc/roamtun/hooks.d"),
 	}
@@ -341,6 +353,14 @@ func (r *rawProfile) validate(doc *tomlfile.Doc, name string) *Profile {
 	}
 	if p.IPv6 != IPv6Block && p.IPv6 != IPv6Tunnel {
 		bad("ipv6", "must be \"block\" or \"tunnel\", not %q", p.IPv6)
+	}
+	switch {
+	case p.Engine != EngineBuiltin && p.Engine != EnginePPPD:
+		bad("engine", "must be \"builtin\" or \"pppd\", not %q", p.Engine)
+	case p.Engine == EnginePPPD && p.IPv6 == IPv6Tunnel:
+		// pppd would run IPv6CP, but its ipv6-up comes apart from ip-up
+		// and the routes are made once: not wired up yet.
+		bad("engine", "\"pppd\" cannot be used with ipv6 = \"tunnel\" (yet): use the builtin engine or ipv6 = \"block\"")
 	}
 	p.Addresses = parseAddresses(doc, name, r.Addresses)
 	return p

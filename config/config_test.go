@@ -29,7 +29,7 @@ mtu = 1400
 		t.Fatal(err)
 	}
 	if p.Port != 22 || p.MTU != 1400 || p.Keepalive != 2*time.Second || !p.RequireCHAP || p.Interface != "roamtun0" ||
-		p.LocalName != "client" || p.RemoteName != "server" || p.IPv6 != IPv6Block || !p.Lockdown {
+		p.LocalName != "client" || p.RemoteName != "server" || p.IPv6 != IPv6Block || !p.Lockdown || p.Engine != EngineBuiltin {
 		t.Errorf("profile = %+v", p)
 	}
 	if c.Daemon.DNS != "file" || c.Daemon.PolicyDir != "/etc/roamtun/networks.d" || len(c.Daemon.Sources) != 1 {
@@ -55,6 +55,8 @@ func TestParseErrors(t *testing.T) {
 		{"missing host", "[profile.h]\nuser = \"u\"\n", []string{"r.toml:1: profile.h.host: is required", "identity_file: is required"}},
 		{"relaxed host keys", "[profile.h]\ndial_command=[\"x\"]\nssh_options = [\"StrictHostKeyChecking=accept-new\"]\n", []string{"r.toml:3: profile.h.ssh_options"}},
 		{"bad dns", "[daemon]\ndns = \"magic\"\n", []string{"r.toml:2: daemon.dns: must be one of"}},
+		{"bad engine", "[profile.h]\ndial_command=[\"x\"]\n\nengine = \"ppp\"\n", []string{`r.toml:4: profile.h.engine: must be "builtin" or "pppd", not "ppp"`}},
+		{"pppd with ipv6", "[profile.h]\ndial_command=[\"x\"]\nengine = \"pppd\"\nipv6 = \"tunnel\"\n", []string{`r.toml:3: profile.h.engine: "pppd" cannot be used with ipv6 = "tunnel"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("r.toml", []byte(tc.text))

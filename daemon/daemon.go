@@ -568,9 +568,13 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.o.WatchNetwork(rctx, kick, p.Interface, 100*time.Millisecond, d.log) })
 	defer func() { go func() { wg.Wait(); close(r.done) }() }()
+	var engine func(context.Context, []string, []string, tunnel.SessionOptions) error
+	if p.Engine == config.EnginePPPD {
+		engine = tunnel.NewPPPD(p).Run
+	}
 	wg.Go(func() {
 		err := d.o.Supervise(rctx, tunnel.SuperviseOptions{
-			Dial: dialer, LogPrefix: prefix, Log: d.log, Kick: kick, Stale: src.Stale,
+			Dial: dialer, LogPrefix: prefix, Log: d.log, Kick: kick, Stale: src.Stale, Engine: engine,
 			Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: d.log},
 			OnEvent: func(ev tunnel.Event) {
 				// Routes and DNS follow the link here, before anyone is

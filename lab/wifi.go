@@ -167,6 +167,15 @@ type runResult struct {
 // StartWifiGuest boots a Wi-Fi guest with the given number of radios
 // (2..100) and waits until its agent answers. The lab stops it at Close.
 func (l *Lab) StartWifiGuest(name string, radios int) (*WifiGuest, error) {
+	return l.StartWifiGuestIn(nil, name, radios)
+}
+
+// StartWifiGuestIn is StartWifiGuest with the guest process in namespace ns
+// (nil: the caller's) and extra kernel parameters, e.g. a network device
+// "vec0:transport=tap,ifname=TAP" — create and configure the tap in ns
+// before booting (the kernel's first frame on a tap that is not up yet
+// puts the device in error for good; uml-wifi's README).
+func (l *Lab) StartWifiGuestIn(ns *Namespace, name string, radios int, extra ...string) (*WifiGuest, error) {
 	kernel, err := WifiKernel()
 	if err != nil {
 		return nil, err
@@ -215,6 +224,10 @@ func (l *Lab) StartWifiGuest(name string, radios int) (*WifiGuest, error) {
 	argv := []string{kernel, "mem=256M", "rootfstype=hostfs", "rootflags=/", "ro",
 		"init=" + initPath, "quiet", "con=null", "con0=fd:0,fd:1", "ssl=null", "ssl0=fd:3,fd:4",
 		"uml_dir=" + dir, "umid=" + l.prefix + "-" + name, "mac80211_hwsim.radios=" + strconv.Itoa(radios)}
+	argv = append(argv, extra...)
+	if ns != nil {
+		argv = ns.Exec(argv...)
+	}
 	g.cmd = exec.Command(argv[0], argv[1:]...)
 	g.cmd.Stdin, g.cmd.Stdout, g.cmd.Stderr = nil, console, console
 	g.cmd.ExtraFiles = []*os.File{files[0], files[1]}

@@ -71,7 +71,12 @@ type SuperviseOptions struct {
 	// the link cannot work any more (the uplink's address it ran over is
 	// gone: a new lease, another network), so it is ended and redialed at
 	// once instead of waiting for its echoes to go unanswered.
-	Stale   func() bool
+	Stale func() bool
+	// Engine, when set, runs each attempt instead of the built-in engine
+	// (StartCommand + RunSession): it dials argv/env its own way (the
+	// system pppd with argv as its pty), calls o.OnUp once the link is up,
+	// and returns why it ended (ppp.ErrClosed after ctx is cancelled).
+	Engine  func(ctx context.Context, argv, env []string, o SessionOptions) error
 	OnEvent func(Event)
 	Log     *slog.Logger
 }
@@ -187,13 +192,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 					return err
 				}
 			}
-			cmd, err := dial.StartCommand(argv, env, o.Log, o.LogPrefix)
-			if err != nil {
-				return err
-			}
-			current.Store(cmd)
 			so := o.Session
-			so.Stream = cmd
 			userUp := so.OnUp
 			so.OnUp = func(s ppp.Session, ifname string, stats func() ppp.Stats) {
 				up.Store(true)
@@ -203,6 +202,15 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 					userUp(s, ifname, stats)
 				}
 			}
+			if o.Engine != nil {
+				return o.Engine(actx, argv, env, so)
+			}
+			cmd, err := dial.StartCommand(argv, env, o.Log, o.LogPrefix)
+			if err != nil {
+				return err
+			}
+			current.Store(cmd)
+			so.Stream = cmd
 			err = RunSession(actx, so)
 			cmd.Close()
 			return EndReason(err, cmd)

@@ -118,7 +118,7 @@ func runConnect(e *env, args []string) (rerr error) {
 	wctx, stopWatch := context.WithCancel(e.ctx)
 	defer stopWatch()
 	go netmon.WatchNetwork(wctx, kick, p.Interface, 100*time.Millisecond, e.log)
-	err = tunnel.Supervise(e.ctx, tunnel.SuperviseOptions{
+	so := tunnel.SuperviseOptions{
 		Dial: dial, LogPrefix: prefix, Once: *once, Log: e.log, Kick: kick, Stale: src.Stale,
 		Session: tunnel.SessionOptions{Link: lc, Interface: p.Interface, MTU: p.MTU, Log: e.log},
 		OnEvent: func(ev tunnel.Event) {
@@ -156,7 +156,11 @@ func runConnect(e *env, args []string) (rerr error) {
 				e.log.Info("redialing", "in", ev.Wait.Round(time.Millisecond), "attempt", ev.Attempt+1)
 			}
 		},
-	})
+	}
+	if p.Engine == config.EnginePPPD {
+		so.Engine = tunnel.NewPPPD(p).Run
+	}
+	err = tunnel.Supervise(e.ctx, so)
 	if errors.Is(err, ppp.ErrClosed) {
 		return nil // we were asked to stop
 	}

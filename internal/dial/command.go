@@ -56,7 +56,7 @@ func StartCommand(argv, env []string, log *slog.Logger, logPrefix string) (*Comm
 		return nil, err
 	}
 	c := &Command{cmd: cmd, log: log, exited: make(chan struct{})}
-	lw := &lineWriter{fn: func(line string) {
+	lw := &LineWriter{fn: func(line string) {
 		log.Info(logPrefix+": "+line, "component", logPrefix)
 		c.mu.Lock()
 		c.tail = append(c.tail, line)
@@ -75,7 +75,7 @@ func StartCommand(argv, env []string, log *slog.Logger, logPrefix string) (*Comm
 	c.stdin, c.stdout = stdin, stdout
 	go func() {
 		err := cmd.Wait()
-		lw.flush()
+		lw.Flush()
 		c.mu.Lock()
 		c.waitErr = err
 		c.mu.Unlock()
@@ -84,14 +84,17 @@ func StartCommand(argv, env []string, log *slog.Logger, logPrefix string) (*Comm
 	return c, nil
 }
 
-// lineWriter hands complete lines to fn.
-type lineWriter struct {
+// LineWriter hands complete lines to fn (a command's stderr, for logs).
+type LineWriter struct {
 	mu  sync.Mutex
 	buf []byte
 	fn  func(string)
 }
 
-func (w *lineWriter) Write(p []byte) (int, error) {
+// NewLineWriter returns a LineWriter handing lines to fn.
+func NewLineWriter(fn func(line string)) *LineWriter { return &LineWriter{fn: fn} }
+
+func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
@@ -110,7 +113,8 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (w *lineWriter) flush() {
+// Flush hands on a last line without its newline.
+func (w *LineWriter) Flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
