@@ -16,7 +16,21 @@ import (
 // redials at once. An inner TCP stream runs across the change and arrives
 // byte for byte: the far end gives the same inner address.
 func TestUplinkAddressChange(t *testing.T) {
-	s := startSSHLab(t, "")
+	for _, c := range []struct {
+		name  string
+		serve []string
+	}{
+		{"default server interface", nil},
+		// Servers whose firewall rules name the interface: the new session
+		// must not fail because the stale one still holds the name.
+		{"fixed server interface", []string{"--interface", "rtfixed0"}},
+	} {
+		t.Run(c.name, func(t *testing.T) { uplinkAddressChange(t, c.serve) })
+	}
+}
+
+func uplinkAddressChange(t *testing.T, serveArgs []string) {
+	s := startSSHLabServe(t, "", serveArgs...)
 	ns := s.tri.Laptop
 	if out, err := ns.Run("sysctl", "-qw", "net.ipv4.conf.wan0.promote_secondaries=1"); err != nil {
 		t.Fatalf("%v %s", err, out)
@@ -62,6 +76,11 @@ func TestUplinkAddressChange(t *testing.T) {
 	}
 	if e := conn.Stderr(); !strings.Contains(e, "the uplink changed under the tunnel") || strings.Contains(e, "no answer to LCP echo") {
 		t.Errorf("the redial was not caused by the address change:\n%s", e)
+	}
+	// One redial, and it worked: the new session did not trip over the
+	// stale one (its interface name, its peer address).
+	if e := conn.Stderr(); strings.Count(e, `msg="link down"`) != 1 || strings.Contains(e, "busy") {
+		t.Errorf("the first redial did not bring the link back:\n%s", e)
 	}
 	t.Logf("uplink address changed under the tunnel: back %v later; a 16 MiB inner stream across it byte-exact (%v)",
 		back.Sub(changed).Round(time.Millisecond), d.Round(time.Millisecond))

@@ -29,6 +29,13 @@ type sshLab struct {
 
 func startSSHLab(t testing.TB, profileExtra string) *sshLab {
 	t.Helper()
+	return startSSHLabServe(t, profileExtra)
+}
+
+// startSSHLabServe is startSSHLab with extra arguments for the far end's
+// `roamtun serve` (e.g. a fixed --interface).
+func startSSHLabServe(t testing.TB, profileExtra string, serveArgs ...string) *sshLab {
+	t.Helper()
 	l := lab.NewT(t)
 	lab.RequireCommand(t, "sshd")
 	lab.RequireCommand(t, "setcap")
@@ -52,6 +59,9 @@ func startSSHLab(t testing.TB, profileExtra string) *sshLab {
 	}
 	forced := fmt.Sprintf("%s serve --local 10.9.0.1 --peer 10.9.0.2 --dns 10.9.0.53 --require-chap --secrets %s",
 		serveBin, srvSecrets)
+	if len(serveArgs) > 0 {
+		forced += " " + strings.Join(serveArgs, " ")
+	}
 	if s.sshd, err = l.StartSSHD(s.tri.Home, lab.HomeIP, 2222, forced); err != nil {
 		t.Fatal(err)
 	}

@@ -105,14 +105,12 @@ func runServe(e *env, args []string) error {
 	defer func() { claim.Release() }()
 	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
 		Stream: stdio{in, out}, Link: cfg, Interface: *ifname, MTU: *mtu, Log: e.log,
-		OnUp: func(s ppp.Session, ifname string, _ func() ppp.Stats) {
-			wasUp = true
-			e.log.Info("link up", "interface", ifname, "local", s.LocalIP, "peer", s.PeerIP,
-				"peer_name", s.PeerName, "after", time.Since(start).Round(time.Millisecond))
-			// Authenticated and up: an older session for the same peer
-			// (a laptop that roamed away without closing it) goes.
-			// The stale session's peer is gone: it gets little time to
-			// end cleanly before it is killed (its TUN goes with it).
+		// Authenticated and up: an older session for the same peer (a
+		// laptop that roamed away without closing it) goes, before our TUN
+		// is made — with --interface it holds the name we need. Its peer
+		// is gone: it gets little time to end cleanly before it is killed
+		// (its TUN goes with it).
+		Claim: func(s ppp.Session) {
 			c, old, err := serve.ClaimPeer(s.PeerIP, 300*time.Millisecond)
 			switch {
 			case err != nil:
@@ -121,6 +119,11 @@ func runServe(e *env, args []string) error {
 				e.log.Info("replaced the stale session for this peer", "pid", old, "peer", s.PeerIP)
 			}
 			claim = c
+		},
+		OnUp: func(s ppp.Session, ifname string, _ func() ppp.Stats) {
+			wasUp = true
+			e.log.Info("link up", "interface", ifname, "local", s.LocalIP, "peer", s.PeerIP,
+				"peer_name", s.PeerName, "after", time.Since(start).Round(time.Millisecond))
 		},
 	})
 	switch {
