@@ -60,5 +60,5 @@ func (l *Link) WriteFrames(frames []byte) error {
 // packets of one read of the stream have all been handed to the packet
 // handler. A handler that holds packets back to write them as fewer, larger
 // ones (GRO onto a TUN) writes them then: nothing waits longer than the
-// decoding of one read. Set it before Run.
-func (l *Link) SetReadDoneHandler(fn func()) { l.readDone = fn }
+// decoding of one read. It may be set at any time, Run included.
+func (l *Link) SetReadDoneHandler(fn func()) { l.readDone.Store(&fn) }

@@ -135,8 +135,10 @@ type Link struct {
 	sessMu     sync.Mutex
 	terminated bool
 
-	handler          func(pkt []byte)
-	readDone         func() // nil: none (see SetReadDoneHandler)
+	// handler and readDone may be set while the reader runs (the TUN is
+	// made once the link is up): atomic, loaded once per packet / read.
+	handler          atomic.Pointer[func(pkt []byte)]
+	readDone         atomic.Pointer[func()] // nil: none (see SetReadDoneHandler)
 	v4open, v6open   atomic.Bool
 	wmu              sync.Mutex
 	wbuf             []byte
@@ -161,7 +163,7 @@ func NewLink(rw io.ReadWriter, cfg Config) *Link {
 		maxTerminate: defaultMaxTerminate, maxFailure: cfg.MaxFailure,
 		events: make(chan func(), 256), closeReq: make(chan struct{}),
 		finished: make(chan struct{}), upCh: make(chan struct{}),
-		handler: func([]byte) {}, tx: DefaultTxOptions, txMRU: defaultMRU,
+		tx: DefaultTxOptions, txMRU: defaultMRU,
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -184,9 +186,10 @@ func NewLink(rw io.ReadWriter, cfg Config) *Link {
 	return l
 }
 
-// SetPacketHandler sets where received IP packets go. fn runs on the
-// reader goroutine and must not keep pkt after it returns. Set it before Run.
-func (l *Link) SetPacketHandler(fn func(pkt []byte)) { l.handler = fn }
+// SetPacketHandler sets where received IP packets go (until then they are
+// dropped). fn runs on the reader goroutine and must not keep pkt after it
+// returns. It may be set at any time, Run included.
+func (l *Link) SetPacketHandler(fn func(pkt []byte)) { l.handler.Store(&fn) }
 
 // Up is closed once LCP, authentication and the network protocols are open.
 func (l *Link) Up() <-chan struct{} { return l.upCh }
@@ -342,8 +345,8 @@ func (l *Link) reader(errc chan<- error) {
 		n, err := l.rw.Read(buf)
 		if n > 0 {
 			dec.Feed(buf[:n], fn)
-			if l.readDone != nil {
-				l.readDone()
+			if done := l.readDone.Load(); done != nil {
+				(*done)()
 			}
 			s := dec.Stats()
 			if b := s.BadFCS + s.TooLong + s.Runts + s.BadHeader + s.Aborts; b != lastBad {
@@ -369,9 +372,14 @@ func (l *Link) frame(proto uint16, p []byte) {
 			l.dropped.Add(1) // its network protocol is not open (yet)
 			return
 		}
+		h := l.handler.Load()
+		if h == nil {
+			l.dropped.Add(1) // nowhere to go yet: the TUN is being made
+			return
+		}
 		l.rxPkts.Add(1)
 		l.rxBytes.Add(uint64(len(p)))
-		l.handler(p)
+		(*h)(p)
 		return
 	}
 	pkt := append([]byte(nil), p...)
