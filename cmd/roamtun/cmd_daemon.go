@@ -70,7 +70,8 @@ func runDaemon(e *env, args []string) error {
 		standby = standby || p.Lockdown
 	}
 	d := daemon.New(daemon.Options{Config: cfg, Host: sys, Policy: holder, Networks: nets, Hooks: hooks, Standby: standby,
-		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log})
+		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log,
+		PortalCheck: portalCheck(cfg)})
 	ctl := &control.Server{Daemon: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
 		Group: cfg.Daemon.SocketGroup, Log: e.log,
 		Reload: func(ctx context.Context) error { return reload(ctx, d, "control socket", e.log) }}
