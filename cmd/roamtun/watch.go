@@ -42,6 +42,10 @@ func startWatcher(ctx context.Context, cfg *config.Config, log *slog.Logger) (<-
 				log.Info("network source off: daemon.portal_probe is empty", "source", name)
 				continue
 			}
+			if p.NeedsDNS() && !slices.Contains(cfg.Daemon.Sources, "dhcp") && !slices.Contains(cfg.Daemon.Sources, "networkmanager") {
+				log.Warn("portal_probe names a host, but no source learns the network's DNS servers (dhcp, networkmanager): "+
+					"the probe cannot run; add \"dhcp\" to sources or use an IP address", "portal_probe", cfg.Daemon.PortalProbe)
+			}
 			sources = append(sources, portal.New(p, portal.Options{Log: log}))
 		default: // config validation knows the same names
 			return nil, nil, fmt.Errorf("daemon.sources: unknown source %q", name)
