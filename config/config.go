@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/roamtun/roamtun/internal/tomlfile"
+	"github.com/roamtun/roamtun/watcher/portal"
 )
 
 // DefaultPath is where the daemon and every subcommand look for the config.
@@ -51,8 +52,19 @@ const (
 	EnginePPPD    Engine = "pppd"    // the system pppd, the dial command as its pty
 )
 
-// Sources the watcher knows.
-var knownSources = []string{"nl80211", "networkmanager", "netlink", "dhcp"}
+// Sources the watcher knows; the default list leaves out "portal" (its
+// probe goes out on every new network: opt in).
+var (
+	knownSources   = []string{"nl80211", "networkmanager", "netlink", "dhcp", "portal"}
+	defaultSources = []string{"nl80211", "networkmanager", "netlink", "dhcp"}
+)
+
+// DefaultPortalProbe is NetworkManager's connectivity check, and
+// DefaultPortalAnswer its answer (watcher/portal).
+const (
+	DefaultPortalProbe  = portal.DefaultURL
+	DefaultPortalAnswer = portal.DefaultAnswer
+)
 
 // Config is the validated configuration.
 type Config struct {
@@ -74,6 +86,11 @@ type Daemon struct {
 	// PortalWindow: on a captive portal with lockdown on, how long direct
 	// traffic is allowed so the user can sign in (then the tunnel dials).
 	PortalWindow time.Duration
+	// PortalProbe is the page the "portal" source fetches over plain HTTP
+	// to find captive portals ("" disables the source), and
+	// PortalProbeAnswer the body it must get (a 204 is always right).
+	PortalProbe       string
+	PortalProbeAnswer string
 }
 
 // Profile is one [profile.NAME] table: how to reach one server.
@@ -133,6 +150,9 @@ type rawDaemon struct {
 	DNS          *string  `toml:"dns"`
 	Sources      []string `toml:"sources"`
 	PortalWindow *string  `toml:"portal_window"`
+	PortalProbe  *string  `toml:"portal_probe"`
+	// PortalProbeAnswer is portal_probe_answer.
+	PortalProbeAnswer *string `toml:"portal_probe_answer"`
 }
 
 type rawProfile struct {
@@ -230,7 +250,7 @@ func (r rawDaemon) validate(doc *tomlfile.Doc) Daemon {
 		Sources:     r.Sources,
 	}
 	if r.Sources == nil {
-		d.Sources = slices.Clone(knownSources)
+		d.Sources = slices.Clone(defaultSources)
 	}
 	key := func(k ...string) []string { return append([]string{"daemon"}, k...) }
 	pw, err := time.ParseDuration(or(r.PortalWindow, "5m"))
@@ -241,6 +261,14 @@ func (r rawDaemon) validate(doc *tomlfile.Doc) Daemon {
 		badKey(doc, key("portal_window"), "must be between 0 and 24h, not %s", pw)
 	}
 	d.PortalWindow = pw
+	d.PortalProbe = or(r.PortalProbe, DefaultPortalProbe)
+	d.PortalProbeAnswer = or(r.PortalProbeAnswer, DefaultPortalAnswer)
+	if d.PortalProbe != "" {
+		if _, err := portal.CheckURL(d.PortalProbe); err != nil {
+			badKey(doc, key("portal_probe"), "%v", err)
+			d.PortalProbe = ""
+		}
+	}
 	for _, f := range []struct{ k, v string }{{"policy_dir", d.PolicyDir}, {"state_dir", d.StateDir}, {"socket", d.Socket}} {
 		if !filepath.IsAbs(f.v) {
 			badKey(doc, key(f.k), "must be an absolute path, not %q", f.v)

@@ -35,6 +35,9 @@ mtu = 1400
 	if c.Daemon.DNS != "file" || c.Daemon.PolicyDir != "/etc/roamtun/networks.d" || len(c.Daemon.Sources) != 1 {
 		t.Errorf("daemon = %+v", c.Daemon)
 	}
+	if c.Daemon.PortalProbe != DefaultPortalProbe || c.Daemon.PortalProbeAnswer != DefaultPortalAnswer {
+		t.Errorf("portal probe defaults: %+v", c.Daemon)
+	}
 	if _, err := c.Profile("nope"); err == nil || !strings.Contains(err.Error(), "have: home") {
 		t.Errorf("missing profile error = %v", err)
 	}
@@ -57,6 +60,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad dns", "[daemon]\ndns = \"magic\"\n", []string{"r.toml:2: daemon.dns: must be one of"}},
 		{"bad engine", "[profile.h]\ndial_command=[\"x\"]\n\nengine = \"ppp\"\n", []string{`r.toml:4: profile.h.engine: must be "builtin" or "pppd", not "ppp"`}},
 		{"pppd with ipv6", "[profile.h]\ndial_command=[\"x\"]\nengine = \"pppd\"\nipv6 = \"tunnel\"\n", []string{`r.toml:3: profile.h.engine: "pppd" cannot be used with ipv6 = "tunnel"`}},
+		{"https portal probe", "[daemon]\nsources = [\"netlink\", \"portal\"]\n\nportal_probe = \"https://example.org/\"\n",
+			[]string{`r.toml:4: daemon.portal_probe: "https://example.org/": must be a plain http:// URL`}},
+		{"unknown source", "[daemon]\nsources = [\"netlink\", \"portals\"]\n", []string{`r.toml:2: daemon.sources: unknown source "portals" (known: nl80211, networkmanager, netlink, dhcp, portal)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("r.toml", []byte(tc.text))
@@ -172,4 +178,29 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPortalProbe: the portal source is opt-in; its probe URL and answer
+// are configurable, "" disables it.
+func TestPortalProbe(t *testing.T) {
+	c, err := Parse("r.toml", []byte("[daemon]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Daemon.Sources {
+		if s == "portal" {
+			t.Errorf("portal is in the default sources: %v", c.Daemon.Sources)
+		}
+	}
+	c, err = Parse("r.toml", []byte("[daemon]\nsources = [\"netlink\", \"dhcp\", \"portal\"]\nportal_probe = \"http://192.0.2.80/generate_204\"\nportal_probe_answer = \"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Daemon.PortalProbe != "http://192.0.2.80/generate_204" || c.Daemon.PortalProbeAnswer != "" || len(c.Daemon.Sources) != 3 {
+		t.Errorf("%+v", c.Daemon)
+	}
+	c, err = Parse("r.toml", []byte("[daemon]\nportal_probe = \"\"\n"))
+	if err != nil || c.Daemon.PortalProbe != "" {
+		t.Errorf("disabled: %v %+v", err, c.Daemon)
+	}
 }

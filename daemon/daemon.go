@@ -49,6 +49,9 @@ type NetworkStatus struct {
 	Gateway      string `json:"gateway,omitempty"`
 	GatewayMAC   string `json:"gateway_mac,omitempty"`
 	Connectivity string `json:"connectivity,omitempty"`
+	// PortalURL is where a captive portal sent the connectivity probe:
+	// what "Sign in" opens. The network chose it: show it, never trust it.
+	PortalURL    string `json:"portal_url,omitempty"`
 	TunnelVision bool   `json:"tunnelvision,omitempty"` // DHCP option 121 routes cover the default
 	Rule         string `json:"rule"`
 	Action       string `json:"action"`
@@ -126,6 +129,21 @@ type Options struct {
 	Addrs *serveraddr.Book
 	// Resolver looks names up; nil: the system's.
 	Resolver serveraddr.Resolver
+	// PortalCheck is set when the watcher's "portal" source probes new
+	// networks; the zero value: it does not.
+	PortalCheck PortalCheck
+}
+
+// PortalCheck tells the daemon about the portal source (watcher/portal).
+type PortalCheck struct {
+	// Port is the probe's HTTP port: the standby firewall lets the
+	// probe's marked packets out to it and to DNS.
+	Port uint16
+	// Wait is how long a new untrusted network whose connectivity is not
+	// known yet is held under the standby firewall, nothing dialed, for
+	// the probe's verdict: once the tunnel's lockdown holds the uplink the
+	// probe cannot get out, and a portal would go unnoticed.
+	Wait time.Duration
 }
 
 // Daemon is the state machine: Network snapshots and policy decisions in,
@@ -155,6 +173,7 @@ type Daemon struct {
 	primary  string          // the primary uplink's interface, when it may be let out
 	trusted  map[string]bool // other uplinks judged trusted
 	others   []NetworkStatus // the other uplinks and their verdicts
+	check    portalCheck
 
 	bg sync.WaitGroup // background lookups (learnAddrs); joined when Run returns
 }
@@ -170,6 +189,13 @@ type tunnelRun struct {
 	ups     int
 	block   bool   // lockdown only, no dial (action block)
 	reason  string // the policy's words for this network
+}
+
+// portalCheck is the network held for the portal probe's verdict.
+type portalCheck struct {
+	key    string // interface, SSID, connection, gateway
+	until  time.Time
+	logged bool
 }
 
 type tunEvent struct {
@@ -208,7 +234,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		for _, p := range d.o.Config.Profiles {
 			exempt = append(exempt, p.Interface)
 		}
-		st, err := d.o.Host.Standby(exempt)
+		st, err := d.o.Host.Standby(exempt, d.o.PortalCheck.Port)
 		if err != nil {
 			return fmt.Errorf("lockdown: standby firewall: %w", err)
 		}
@@ -371,6 +397,9 @@ func networkStatus(n watcher.Network, dec policy.Decision) NetworkStatus {
 	if n.Gateway.IsValid() {
 		ns.Gateway = n.Gateway.String()
 	}
+	if n.Connectivity == watcher.ConnectivityPortal {
+		ns.PortalURL = n.PortalURL
+	}
 	return ns
 }
 
@@ -386,6 +415,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	if n.IsZero() {
 		d.stop(ctx)
 		d.letOut("")
+		d.check = portalCheck{}
 		d.setStatus(func(s *Status) { *s = Status{State: StateIdle, Reason: "no network: everything put back"} })
 		return
 	}
@@ -440,6 +470,9 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	}
 	block := dec.Action == policy.ActionBlock
 	key := fmt.Sprintf("%s|%s|%v", p.Name, n.Interface, block)
+	if d.awaitPortalCheck(ctx, n, dec, p, key, base) {
+		return
+	}
 	if d.run != nil && d.run.key == key {
 		// The same network (another access point, a renewed lease): the
 		// tunnel stays; the server route follows the gateway.
@@ -489,7 +522,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 // inPortal handles a captive portal: with lockdown on, the tunnel cannot
 // get out until the user signs in, so direct traffic is allowed for the
 // portal window (state portal); the tunnel dials as soon as NetworkManager
-// reports full connectivity, or when the window closes.
+// or the portal probe reports full connectivity, or when the window closes.
 func (d *Daemon) inPortal(ctx context.Context, n watcher.Network, dec policy.Decision, p *config.Profile, base func(*Status)) bool {
 	key := n.Interface + "\x00" + n.SSID + "\x00" + n.Connection
 	if n.Connectivity != watcher.ConnectivityPortal || dec.Action != policy.ActionTunnel || !p.Lockdown || d.override != OverrideNone {
@@ -519,6 +552,46 @@ func (d *Daemon) inPortal(ctx context.Context, n watcher.Network, dec policy.Dec
 	d.setStatus(func(s *Status) {
 		*s = Status{State: StatePortal, Reason: fmt.Sprintf("captive portal: sign in within %s (until %s); direct traffic is allowed until then, the tunnel follows",
 			until.Sub(d.o.Clock.Now()).Round(time.Second), until.Format("15:04:05"))}
+		base(s)
+	})
+	return true
+}
+
+// awaitPortalCheck holds a new untrusted network under the standby
+// firewall, nothing dialed, until the portal probe has judged it or
+// PortalCheck.Wait has passed (then the tunnel dials anyway). A network
+// already tunnelled (a roam, a renewed lease) keeps its tunnel.
+func (d *Daemon) awaitPortalCheck(ctx context.Context, n watcher.Network, dec policy.Decision, p *config.Profile, key string, base func(*Status)) bool {
+	wait := d.o.PortalCheck.Wait
+	if n.Connectivity != watcher.ConnectivityUnknown {
+		d.check = portalCheck{} // judged: a later unknown is a new question
+		return false
+	}
+	if wait <= 0 || dec.Action != policy.ActionTunnel || !p.Lockdown || d.override != OverrideNone || d.run != nil && d.run.key == key {
+		return false
+	}
+	ck := n.Interface + "\x00" + n.SSID + "\x00" + n.Connection + "\x00" + n.Gateway.String()
+	if d.check.key != ck {
+		d.check = portalCheck{key: ck, until: d.o.Clock.Now().Add(wait)}
+		d.o.Clock.AfterFunc(wait, func() {
+			select {
+			case d.reqs <- func(ctx context.Context) { d.evaluate(ctx) }:
+			case <-d.done:
+			}
+		})
+	}
+	if !d.o.Clock.Now().Before(d.check.until) {
+		if !d.check.logged {
+			d.check.logged = true
+			d.log.Warn("captive portal check: no verdict in time; tunnelling", "network", n.DisplaySSID(), "interface", n.Interface, "waited", wait)
+		}
+		return false
+	}
+	d.stop(ctx)
+	d.letOut("")
+	d.setStatus(func(s *Status) {
+		*s = Status{State: StateConnecting, Reason: fmt.Sprintf("checking for a captive portal first (up to %s); %s", wait, dec.Reason),
+			Tunnel: &TunnelStatus{Profile: p.Name, Interface: p.Interface, DNS: []string{}}}
 		base(s)
 	})
 	return true

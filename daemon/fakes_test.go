@@ -50,8 +50,12 @@ func (h *fakeHost) Protect(_ context.Context, p *config.Profile, addr netip.Addr
 	return &fakeGuard{tr: h.tr}, nil
 }
 
-func (h *fakeHost) Standby(exempt []string) (daemon.Standby, error) {
-	h.tr.add("standby start %s", strings.Join(exempt, ","))
+func (h *fakeHost) Standby(exempt []string, portalPort uint16) (daemon.Standby, error) {
+	if portalPort != 0 {
+		h.tr.add("standby start %s portal probe :%d", strings.Join(exempt, ","), portalPort)
+	} else {
+		h.tr.add("standby start %s", strings.Join(exempt, ","))
+	}
 	return fakeStandby{h.tr}, nil
 }
 

@@ -24,8 +24,9 @@ type Host interface {
 	Protect(ctx context.Context, p *config.Profile, addr netip.Addr) (Guard, error)
 	// Standby installs the standby firewall: nothing but DHCP and ND leaves
 	// an interface the daemon has not judged; exempt ones (the TUNs) are
-	// always open.
-	Standby(exempt []string) (Standby, error)
+	// always open. With portalPort, the portal probe's marked DNS queries
+	// and HTTP connections to that port get out too.
+	Standby(exempt []string, portalPort uint16) (Standby, error)
 }
 
 // Guard is one profile's protection on the uplink, from Protect to Close.
@@ -77,8 +78,8 @@ func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
 }
 
 // Standby implements Host with the journaled standby firewall.
-func (s *System) Standby(exempt []string) (Standby, error) {
-	st, err := route.StartStandby(s.Journal, exempt)
+func (s *System) Standby(exempt []string, portalPort uint16) (Standby, error) {
+	st, err := route.StartStandby(s.Journal, exempt, portalPort)
 	if err != nil {
 		return nil, err
 	}

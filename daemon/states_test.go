@@ -81,7 +81,7 @@ type harness struct {
 	uplinks []watcher.Network // what the watcher would list beside the primary
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...func(*daemon.Options)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "networks.d")
@@ -110,7 +110,7 @@ interface = "roamtun0"
 	h := &harness{t: t, tr: &transcript{}, clock: fakeclock.New(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)),
 		nets: make(chan watcher.Network), verify: &fakeVerifier{}}
 	h.links = newFakeLinks(h.tr)
-	h.d = daemon.New(daemon.Options{Config: cfg, Host: &fakeHost{tr: h.tr}, Policy: holder, Networks: h.nets,
+	o := daemon.Options{Config: cfg, Host: &fakeHost{tr: h.tr}, Policy: holder, Networks: h.nets,
 		Standby: true, Supervise: h.links.Supervise, Clock: h.clock,
 		Uplinks: func() []watcher.Network {
 			h.mu.Lock()
@@ -120,7 +120,11 @@ interface = "roamtun0"
 		WatchNetwork: func(ctx context.Context, _ chan<- struct{}, _ string, _ time.Duration, _ *slog.Logger) {
 			<-ctx.Done()
 		},
-		Verify: policy.NewVerifyCache(h.verify, time.Minute)})
+		Verify: policy.NewVerifyCache(h.verify, time.Minute)}
+	for _, f := range opts {
+		f(&o)
+	}
+	h.d = daemon.New(o)
 	base := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -132,7 +136,11 @@ interface = "roamtun0"
 		}
 		checkGoroutines(t, base)
 	})
-	h.expect(daemon.StateIdle, "standby start roamtun0", "standby probes [192.0.2.22:22]")
+	start := "standby start roamtun0"
+	if o.PortalCheck.Port != 0 {
+		start += fmt.Sprintf(" portal probe :%d", o.PortalCheck.Port)
+	}
+	h.expect(daemon.StateIdle, start, "standby probes [192.0.2.22:22]")
 	return h
 }
 
@@ -347,6 +355,67 @@ func TestStates(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t)
+			c.run(h)
+		})
+	}
+}
+
+// TestStatesPortalProbe: with the "portal" source (no NetworkManager), a
+// new untrusted network stays under the standby firewall, nothing dialed,
+// until the probe has judged it — the probe could not get through the
+// tunnel's lockdown — and the flow after the verdict is the one above.
+func TestStatesPortalProbe(t *testing.T) {
+	probing := func(o *daemon.Options) { o.PortalCheck = daemon.PortalCheck{Port: 80, Wait: 10 * time.Second} }
+	portalAt := with(portal, func(n *watcher.Network) { n.PortalURL = "http://10.0.0.1/login" })
+	for _, c := range []struct {
+		name string
+		run  func(h *harness)
+	}{
+		{"a portal: held for the probe, sign-in window, signed in, tunnel", func(h *harness) {
+			h.network(cafe) // connectivity not known yet: nothing opened, nothing dialed
+			h.expect(daemon.StateConnecting)
+			if r := h.d.Status().Reason; !strings.Contains(r, "checking for a captive portal") {
+				t.Errorf("reason %q", r)
+			}
+			h.network(portalAt)
+			h.expect(daemon.StatePortal, "standby open wlan0")
+			if u := h.d.Status().Network.PortalURL; u != "http://10.0.0.1/login" {
+				t.Errorf("portal URL in the status: %q", u)
+			}
+			h.network(signedIn)
+			h.expect(daemon.StateConnecting, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+			if u := h.d.Status().Network.PortalURL; u != "" {
+				t.Errorf("portal URL once signed in: %q", u)
+			}
+		}},
+		{"an open network: the probe says full, the tunnel dials", func(h *harness) {
+			h.network(cafe)
+			h.expect(daemon.StateConnecting)
+			h.network(signedIn)
+			h.tunnelUp()
+			// A roam: the probe asks again, the tunnel stays meanwhile.
+			h.network(with(cafeAP2, func(n *watcher.Network) { n.Connectivity = watcher.ConnectivityUnknown }))
+			h.expect(daemon.StateUp, "guard refresh")
+		}},
+		{"no verdict in time: tunnel anyway", func(h *harness) {
+			h.network(cafe)
+			h.expect(daemon.StateConnecting)
+			h.clock.Advance(10 * time.Second)
+			h.expect(daemon.StateConnecting, "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+		}},
+		{"limited: the tunnel dials", func(h *harness) {
+			h.network(cafe)
+			h.expect(daemon.StateConnecting)
+			h.network(with(cafe, func(n *watcher.Network) { n.Connectivity = watcher.ConnectivityLimited }))
+			h.expect(daemon.StateConnecting, "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+		}},
+		{"a trusted network is not held", func(h *harness) {
+			h.network(home1)
+			h.expect(daemon.StateDirect, "standby open wlan0")
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, probing)
 			c.run(h)
 		})
 	}

@@ -164,6 +164,11 @@ func (w *Watcher) refresh(ctx context.Context, first bool) {
 		parts[s.Name()] = ns
 	}
 	all := Merge(parts, sourceOrder(w.sources))
+	for _, s := range w.sources {
+		if f, ok := s.(Follower); ok && w.isLive(s.Name()) {
+			f.Follow(slices.Clone(all))
+		}
+	}
 	primary := Primary(all)
 	w.mu.Lock()
 	// Another uplink coming, going or changing is news too: the daemon
@@ -212,6 +217,9 @@ var (
 	routeOrder = []string{"netlink", "networkmanager", "dhcp", "nl80211"}
 	// The lease: NetworkManager's record of it, then what was seen on the wire.
 	leaseOrder = []string{"networkmanager", "dhcp", "netlink", "nl80211"}
+	// Connectivity: NetworkManager's own check wherever it has one, then
+	// roamtun's probe (watcher/portal).
+	connectivityOrder = []string{"networkmanager", "portal"}
 )
 
 func rank(order []string, given []string) []string {
@@ -278,7 +286,16 @@ func Merge(parts map[string][]Network, given []string) []Network {
 			d.DHCPServer = s.DHCPServer
 		}
 		first(&d.Connection, s.Connection)
-		first(&d.Connectivity, s.Connectivity)
+	})
+	each(connectivityOrder, func(d *Network, s Network) {
+		// The portal's address goes with the verdict of the source
+		// that gave it, never with another source's.
+		if d.Connectivity == ConnectivityUnknown && s.Connectivity != ConnectivityUnknown {
+			d.Connectivity, d.PortalURL = s.Connectivity, ""
+			if s.Connectivity == ConnectivityPortal {
+				d.PortalURL = s.PortalURL
+			}
+		}
 	})
 	out := make([]Network, 0, len(names))
 	for _, name := range names {

@@ -233,3 +233,32 @@ func TestWatcherSourceCannotObserve(t *testing.T) {
 		t.Errorf("a new failure after recovery: %d warnings, want 2:\n%s", c, log.String())
 	}
 }
+
+// TestMergeConnectivity: NetworkManager's connectivity check is believed
+// first; the portal probe fills in where NetworkManager has none, and the
+// portal's address goes only with the verdict it came with.
+func TestMergeConnectivity(t *testing.T) {
+	portal := Network{Interface: "wlan0", Connectivity: ConnectivityPortal, PortalURL: "http://10.0.0.1/login"}
+	for _, c := range []struct {
+		name    string
+		nm      Connectivity
+		want    Connectivity
+		wantURL string
+	}{
+		{"no NetworkManager verdict: the probe's", ConnectivityUnknown, ConnectivityPortal, "http://10.0.0.1/login"},
+		{"NetworkManager says full", ConnectivityFull, ConnectivityFull, ""},
+		{"NetworkManager says portal too", ConnectivityPortal, ConnectivityPortal, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			parts := map[string][]Network{
+				"portal":         {portal},
+				"networkmanager": {{Interface: "wlan0", Connection: "Cafe", Connectivity: c.nm}},
+				"netlink":        {{Interface: "wlan0", Gateway: gw}},
+			}
+			all := Merge(parts, []string{"portal", "networkmanager", "netlink"})
+			if len(all) != 1 || all[0].Connectivity != c.want || all[0].PortalURL != c.wantURL {
+				t.Errorf("%+v", all)
+			}
+		})
+	}
+}

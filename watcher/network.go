@@ -37,7 +37,8 @@ const (
 	Security8021X Security = "8021x"
 )
 
-// Connectivity is NetworkManager's view of how far the network reaches.
+// Connectivity is how far the network reaches: NetworkManager's view, or
+// the portal source's own probe where NetworkManager has none.
 type Connectivity string
 
 // Connectivity states (NM_CONNECTIVITY_*); ConnectivityUnknown when no source knows.
@@ -83,6 +84,10 @@ type Network struct {
 
 	Connection   string       `json:"connection,omitempty"` // NetworkManager connection id
 	Connectivity Connectivity `json:"connectivity,omitempty"`
+	// PortalURL is where a captive portal sent the connectivity probe
+	// (its redirect), as the network said it: shown and opened, never
+	// trusted. Set only with ConnectivityPortal, by the source that said so.
+	PortalURL string `json:"portal_url,omitempty"`
 }
 
 // IsZero reports whether n describes no network at all.
@@ -96,7 +101,7 @@ func (n Network) Equal(o Network) bool {
 		slices.Equal(n.DNS, o.DNS) && slices.Equal(n.ClasslessRoutes, o.ClasslessRoutes) &&
 		n.TunnelVision == o.TunnelVision && n.LeaseSeconds == o.LeaseSeconds &&
 		n.DHCPServer == o.DHCPServer && n.Connection == o.Connection &&
-		n.Connectivity == o.Connectivity
+		n.Connectivity == o.Connectivity && n.PortalURL == o.PortalURL
 }
 
 // DisplaySSID returns the SSID for people: printable UTF-8 as is, anything else

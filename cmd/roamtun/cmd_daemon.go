@@ -71,7 +71,8 @@ func runDaemon(e *env, args []string) error {
 		standby = standby || p.Lockdown
 	}
 	d := daemon.New(daemon.Options{Config: cfg, Host: sys, Policy: holder, Networks: w.Changes(), Uplinks: func() []watcher.Network { _, all := w.Current(); return watcher.Uplinks(all) }, Hooks: hooks, Standby: standby,
-		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log})
+		Verify: policy.NewVerifyCache(policy.SSHVerifier{}, 10*time.Minute), Addrs: addrs, Log: e.log,
+		PortalCheck: portalCheck(cfg)})
 	ctl := &control.Server{Daemon: d, PolicyDir: cfg.Daemon.PolicyDir, Profiles: policyProfiles(cfg),
 		Group: cfg.Daemon.SocketGroup, Log: e.log,
 		Reload: func(ctx context.Context) error { return reload(ctx, d, "control socket", e.log) }}

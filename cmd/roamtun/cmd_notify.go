@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"sync"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -11,6 +12,7 @@ import (
 	"github.com/roamtun/roamtun/control"
 	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/notify"
+	"github.com/roamtun/roamtun/watcher/portal"
 )
 
 var notifyCmd = &command{
@@ -24,8 +26,24 @@ func init() {
 	register(notifyCmd)
 }
 
-// portalURL is opened by "Sign in": plain HTTP, so the portal can redirect it.
-const portalURL = "http://neverssl.com/"
+// fallbackPortalURL is opened by "Sign in" when the daemon knows no portal
+// address (NetworkManager found the portal): plain HTTP, so the portal can
+// redirect it.
+const fallbackPortalURL = "http://neverssl.com/"
+
+// signInURL is what "Sign in" opens: the portal's address as the daemon
+// reports it (the network chose it: only an http or https URL is handed
+// to the browser), else the fallback.
+func signInURL(s daemon.Status) string {
+	if s.Network == nil || s.Network.PortalURL == "" {
+		return fallbackPortalURL
+	}
+	u, err := portal.SignInURL(nil, s.Network.PortalURL)
+	if err != nil {
+		return fallbackPortalURL
+	}
+	return u
+}
 
 func runNotify(e *env, args []string) error {
 	fs, cfgPath := newFlags(e, notifyCmd)
@@ -50,6 +68,8 @@ func runNotify(e *env, args []string) error {
 		_, err := control.Call(ctx, sock, req)
 		return err
 	}
+	var mu sync.Mutex
+	signIn := fallbackPortalURL // of the latest status
 	agent, err := notify.New(notify.Options{Conn: conn, Log: e.log, OnAction: func(action string) error {
 		switch action {
 		case "disconnect":
@@ -57,7 +77,10 @@ func runNotify(e *env, args []string) error {
 		case "trust":
 			return call(control.Request{Cmd: "trust", PinBSSID: true})
 		case "signin":
-			return openURL(portalURL)
+			mu.Lock()
+			u := signIn
+			mu.Unlock()
+			return openURL(u)
 		}
 		return fmt.Errorf("unknown action %q", action)
 	}})
@@ -71,6 +94,9 @@ func runNotify(e *env, args []string) error {
 		for e.ctx.Err() == nil {
 			err := control.Watch(e.ctx, sock, func(s daemon.Status) error {
 				warned = false
+				mu.Lock()
+				signIn = signInURL(s)
+				mu.Unlock()
 				events <- eventOf(s)
 				return nil
 			})

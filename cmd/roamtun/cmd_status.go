@@ -10,6 +10,7 @@ import (
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/control"
 	"github.com/roamtun/roamtun/daemon"
+	"github.com/roamtun/roamtun/watcher/portal"
 )
 
 func init() {
@@ -89,6 +90,11 @@ func writeStatus(w io.Writer, s daemon.Status) {
 		fmt.Fprintf(w, "network:  %s\n", b.String())
 		if n.Connectivity != "" {
 			fmt.Fprintf(w, "reach:    %s\n", n.Connectivity)
+		}
+		// The network chose the portal's address: only a clean web
+		// address reaches the terminal.
+		if u, err := portal.SignInURL(nil, n.PortalURL); n.PortalURL != "" && err == nil {
+			fmt.Fprintf(w, "sign in:  %s\n", u)
 		}
 		if n.TunnelVision {
 			fmt.Fprintf(w, "warning:  this network's DHCP pushes routes over the default route (TunnelVision); the tunnel is not affected\n")

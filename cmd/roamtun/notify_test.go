@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/roamtun/roamtun/daemon"
 )
 
 // zombies counts this process's children that exited and were not reaped.
@@ -47,5 +49,29 @@ func TestOpenURLReaps(t *testing.T) {
 			t.Fatalf("%d zombie xdg-open processes after 10 s", zombies(t))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSignInURL: "Sign in" opens the portal's own address when the daemon
+// knows one and it is a web address; anything else the network sent is
+// not handed to the desktop's opener.
+func TestSignInURL(t *testing.T) {
+	for _, c := range []struct {
+		portal, want string
+	}{
+		{"", fallbackPortalURL},
+		{"http://10.200.1.1:8080/portal?x=1", "http://10.200.1.1:8080/portal?x=1"},
+		{"https://login.cafe.example/", "https://login.cafe.example/"},
+		{"file:///etc/passwd", fallbackPortalURL},
+		{"--help", fallbackPortalURL},
+		{"javascript:alert(1)", fallbackPortalURL},
+	} {
+		s := daemon.Status{State: daemon.StatePortal, Network: &daemon.NetworkStatus{PortalURL: c.portal}}
+		if got := signInURL(s); got != c.want {
+			t.Errorf("portal %q: opens %q, want %q", c.portal, got, c.want)
+		}
+	}
+	if got := signInURL(daemon.Status{State: daemon.StateIdle}); got != fallbackPortalURL {
+		t.Errorf("no network: %q", got)
 	}
 }

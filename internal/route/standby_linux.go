@@ -17,14 +17,24 @@ import (
 // "open"; the TUNs and loopback always are.
 const StandbyTable = "roamtun_standby"
 
+// PortalProbeMark marks the portal probe's sockets (SO_MARK, which takes
+// CAP_NET_ADMIN): the standby firewall lets packets so marked out of an
+// unjudged interface, to DNS (udp 53) and the probe's HTTP port only. It
+// steers no routing (no rule matches it); the value is one no common tool
+// sets (kube-proxy's 0x4000/0x8000 bits and tailscale's 0xff0000 byte are
+// not used).
+const PortalProbeMark = 0x72740000
+
 // Standby is the standby firewall.
 type Standby struct {
 	entry *journal.Entry
 }
 
 // StartStandby installs the standby firewall (journaled), open for exempt
-// interfaces (the profiles' TUNs).
-func StartStandby(j *journal.Journal, exempt []string) (*Standby, error) {
+// interfaces (the profiles' TUNs). With portalPort, the portal probe
+// (marked PortalProbeMark) may send DNS queries (udp 53) and connect to
+// that TCP port: it judges the network before the daemon does.
+func StartStandby(j *journal.Journal, exempt []string, portalPort uint16) (*Standby, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {}\ndelete table inet %s\n", StandbyTable, StandbyTable)
 	fmt.Fprintf(&b, "table inet %s {\n  set open {\n    type ifname\n", StandbyTable)
@@ -44,6 +54,10 @@ func StartStandby(j *journal.Journal, exempt []string) (*Standby, error) {
 	b.WriteString("    ip daddr . tcp dport @probes accept\n    ip6 daddr . tcp dport @probes6 accept\n")
 	b.WriteString("    udp sport 68 udp dport 67 accept\n    udp sport 546 udp dport 547 accept\n")
 	b.WriteString("    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept\n")
+	if portalPort != 0 {
+		fmt.Fprintf(&b, "    meta mark %#x udp dport 53 accept\n    meta mark %#x tcp dport %d accept\n",
+			PortalProbeMark, PortalProbeMark, portalPort)
+	}
 	b.WriteString("    counter drop\n  }\n")
 	b.WriteString("  chain forward {\n    type filter hook forward priority filter; policy accept;\n")
 	b.WriteString("    oifname @open accept\n    counter drop\n  }\n}\n")
