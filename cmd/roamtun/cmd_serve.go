@@ -19,7 +19,7 @@ import (
 
 var serveCmd = &command{
 	name:  "serve",
-	usage: "--local IP --peer IP [--dns IP[,IP]] [--name NAME] [--secrets FILE] [--require-chap] [--mtu N] [--interface NAME]",
+	usage: "--local IP --peer IP [--dns IP[,IP]] [--name NAME] [--secrets FILE] [--require-chap] [--mtu N] [--interface NAME] [--keepalive DURATION]",
 	help:  "be the far end of a link on stdin/stdout (an ssh forced command)",
 }
 
@@ -48,6 +48,10 @@ func runServe(e *env, args []string) error {
 	requireCHAP := fs.Bool("require-chap", false, "the far end must authenticate with CHAP")
 	mtu := fs.Int("mtu", 1200, "MTU/MRU of the link")
 	ifname := fs.String("interface", "", "TUN device `NAME` (default rtserve<pid>)")
+	// The laptop's own keepalive finds a dead link; here it only ends the
+	// session of a laptop that vanished (and a new session of that laptop
+	// evicts it at once): a long interval keeps an idle server asleep.
+	keepalive := fs.Duration("keepalive", 10*time.Second, "LCP echo `INTERVAL` when nothing arrives; 3 unanswered end the session")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -55,7 +59,7 @@ func runServe(e *env, args []string) error {
 		return usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	cfg := ppp.Config{LocalName: *name, RequireCHAP: *requireCHAP, MRU: *mtu, Passive: true,
-		EchoInterval: 2 * time.Second, EchoFailures: 5, Logger: e.log}
+		EchoInterval: *keepalive, EchoFailures: 3, Logger: e.log}
 	var err error
 	if cfg.LocalIP, err = flagAddr("--local", *local); err != nil {
 		return err
@@ -77,6 +81,9 @@ func runServe(e *env, args []string) error {
 		if len(cfg.DNS) > 2 {
 			return usagef("--dns takes at most two servers (IPCP has a primary and a secondary)")
 		}
+	}
+	if *keepalive < time.Second {
+		return usagef("--keepalive must be at least 1s")
 	}
 	if *mtu < 576 || *mtu > 16384 {
 		return usagef("--mtu must be 576..16384")
