@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/roamtun/roamtun/internal/tun"
 
@@ -26,6 +28,18 @@ type SessionOptions struct {
 	// the link's counters for as long as it lives.
 	OnUp func(s ppp.Session, ifname string, stats func() ppp.Stats)
 	Log  *slog.Logger
+
+	// Prefix6, on the far end, is the /64 the laptop gets its IPv6 address
+	// from once IPv6CP opens (Link.IPv6 must be set): it is routed to the
+	// TUN and advertised down the link in router advertisements, with DNS6
+	// as their RDNSS. Zero: no router advertisements.
+	Prefix6 netip.Prefix
+	DNS6    []netip.Addr
+	// RAWait, on the laptop (Link.IPv6 without Prefix6), bounds the wait for
+	// the far end's router advertisement before OnUp; 0 is DefaultRAWait.
+	// Without a usable one the session says IPv6 false, so ::/0 stays
+	// unreachable.
+	RAWait time.Duration
 }
 
 // RunSession opens the TUN, runs the PPP link over the stream, configures
@@ -50,12 +64,18 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 		o.Link.Logger = log
 	}
 	link := ppp.NewLink(o.Stream, o.Link)
+	var pl tun.PacketLink = link
+	tap := newNDTap(link)
+	router, host := o.Link.IPv6 && o.Prefix6.IsValid(), o.Link.IPv6 && !o.Prefix6.IsValid()
+	if router || host {
+		pl = tap
+	}
 	var st tun.PumpStats
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := tun.Pump(dev, link, o.MTU, &st); err != nil {
+		if err := tun.Pump(dev, pl, o.MTU, &st); err != nil {
 			log.Warn("TUN pump stopped", "err", err)
 		}
 	}()
@@ -69,6 +89,11 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 			return
 		}
 		s := link.Session()
+		if s.IPv6 && s.MTU < minMTU6 {
+			// The kernel turns IPv6 off on a device with a smaller MTU.
+			log.Warn("IPv6CP is up but the link's MTU is below IPv6's minimum: IPv6 stays off", "mtu", s.MTU, "need", minMTU6)
+			s.IPv6 = false
+		}
 		var ifid, peer *[8]byte
 		if s.IPv6 {
 			ifid, peer = &s.LocalIfID, &s.PeerIfID
@@ -77,6 +102,19 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 			upErr <- err
 			link.Close()
 			return
+		}
+		switch {
+		case s.IPv6 && host:
+			s = solicit(ctx, &o, tap, dev, s, log)
+		case s.IPv6 && router:
+			loop, err := advertise(&o, tap, dev, s, log)
+			if err != nil {
+				upErr <- fmt.Errorf("routing %s: %w", o.Prefix6, err)
+				link.Close()
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); loop() }()
 		}
 		if o.OnUp != nil {
 			o.OnUp(s, dev.Name(), link.Stats)
@@ -94,6 +132,9 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 	}
 	return runErr
 }
+
+// minMTU6 is IPv6's minimum link MTU (RFC 8200 §5).
+const minMTU6 = 1280
 
 // CleanEnd reports whether a session ended the way sessions are meant to:
 // we closed it, or the far end terminated it.

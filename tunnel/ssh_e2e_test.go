@@ -29,6 +29,13 @@ type sshLab struct {
 
 func startSSHLab(t testing.TB, profileExtra string) *sshLab {
 	t.Helper()
+	return startSSHLabServe(t, profileExtra, "")
+}
+
+// startSSHLabServe is startSSHLab with serveExtra appended to the forced
+// `roamtun serve` command line.
+func startSSHLabServe(t testing.TB, profileExtra, serveExtra string) *sshLab {
+	t.Helper()
 	l := lab.NewT(t)
 	lab.RequireCommand(t, "sshd")
 	lab.RequireCommand(t, "setcap")
@@ -50,8 +57,8 @@ func startSSHLab(t testing.TB, profileExtra string) *sshLab {
 	if err := os.Chown(srvSecrets, uid, gid); err != nil {
 		t.Fatal(err)
 	}
-	forced := fmt.Sprintf("%s serve --local 10.9.0.1 --peer 10.9.0.2 --dns 10.9.0.53 --require-chap --secrets %s",
-		serveBin, srvSecrets)
+	forced := fmt.Sprintf("%s serve --local 10.9.0.1 --peer 10.9.0.2 --dns 10.9.0.53 --require-chap --secrets %s%s",
+		serveBin, srvSecrets, serveExtra)
 	if s.sshd, err = l.StartSSHD(s.tri.Home, lab.HomeIP, 2222, forced); err != nil {
 		t.Fatal(err)
 	}
