@@ -45,11 +45,20 @@ func (t ndTap) SetPacketHandler(fn func(pkt []byte)) {
 	})
 }
 
+// ndLink is what router discovery needs of the link (*ppp.Link has it).
+type ndLink interface {
+	WritePacket(pkt []byte) error
+	Done() <-chan struct{}
+}
+
+// addr6Adder is what the laptop's router discovery needs of the TUN.
+type addr6Adder interface{ AddAddr6(netip.Addr) error }
+
 // solicit is the laptop's router discovery: it asks for a router
 // advertisement and configures the address it gives, within o.RAWait. It
 // returns s with Addr6 and DNS6 filled in, or with IPv6 false when the far
 // end offered no usable IPv6 — then ::/0 stays unreachable.
-func solicit(ctx context.Context, o *SessionOptions, link ndTap, dev *tun.Device, s ppp.Session, log *slog.Logger) ppp.Session {
+func solicit(ctx context.Context, o *SessionOptions, link ndLink, msgs <-chan []byte, dev addr6Adder, s ppp.Session, log *slog.Logger) ppp.Session {
 	wait := o.RAWait
 	if wait <= 0 {
 		wait = DefaultRAWait
@@ -78,7 +87,7 @@ func solicit(ctx context.Context, o *SessionOptions, link ndTap, dev *tun.Device
 			return s
 		case <-resend.C:
 			link.WritePacket(rs)
-		case pkt := <-link.msgs:
+		case pkt := <-msgs:
 			hc, err := hostConfig(pkt, s.LocalIfID, forbidden)
 			if err != nil {
 				log.Warn("router advertisement ignored", "err", err)

@@ -105,7 +105,7 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 		}
 		switch {
 		case s.IPv6 && host:
-			s = solicit(ctx, &o, tap, dev, s, log)
+			s = solicit(ctx, &o, tap, tap.msgs, dev, s, log)
 		case s.IPv6 && router:
 			loop, err := advertise(&o, tap, dev, s, log)
 			if err != nil {

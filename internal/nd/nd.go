@@ -148,8 +148,8 @@ func checkPacket(pkt []byte, typ byte) ([]byte, netip.Addr, error) {
 		return nil, netip.Addr{}, fmt.Errorf("not an ICMPv6 message of type %d", typ)
 	}
 	n := int(binary.BigEndian.Uint16(pkt[4:]))
-	if ipv6HeaderLen+n > len(pkt) {
-		return nil, netip.Addr{}, errors.New("truncated IPv6 packet")
+	if n < 8 || ipv6HeaderLen+n > len(pkt) {
+		return nil, netip.Addr{}, fmt.Errorf("bad IPv6 payload length %d in a packet of %d bytes", n, len(pkt))
 	}
 	icmp := pkt[ipv6HeaderLen : ipv6HeaderLen+n]
 	src := netip.AddrFrom16([16]byte(pkt[8:24]))
