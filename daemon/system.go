@@ -117,12 +117,19 @@ func (s *System) Protect(ctx context.Context, p *config.Profile, server netip.Ad
 }
 
 // Up routes everything through the tunnel's TUN and points DNS at the
-// servers IPCP gave.
+// servers IPCP gave (and with ipv6 = "tunnel", those the far end's router
+// advertisement gave).
 func (g *guard) Up(ctx context.Context, ifname string, sess ppp.Session) error {
 	if err := g.routing.TunnelUp(ifname, sess); err != nil {
 		return err
 	}
-	return g.dnsUp(ctx, ifname, sess.DNS)
+	dns := sess.DNS
+	if g.p.IPv6 == config.IPv6Tunnel && sess.IPv6 && len(sess.DNS6) > 0 {
+		// RDNSS from the far end's router advertisement: reached through
+		// the tunnel like the rest of IPv6.
+		dns = append(dns[:len(dns):len(dns)], sess.DNS6...)
+	}
+	return g.dnsUp(ctx, ifname, dns)
 }
 
 // Forbidden is what the far end may not hand us over IPCP (the server's

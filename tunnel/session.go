@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,18 @@ type SessionOptions struct {
 	// the link's counters for as long as it lives.
 	OnUp func(s ppp.Session, ifname string, stats func() ppp.Stats)
 	Log  *slog.Logger
+
+	// Prefix6, on the far end, is the /64 the laptop gets its IPv6 address
+	// from once IPv6CP opens (Link.IPv6 must be set): it is routed to the
+	// TUN and advertised down the link in router advertisements, with DNS6
+	// as their RDNSS. Zero: no router advertisements.
+	Prefix6 netip.Prefix
+	DNS6    []netip.Addr
+	// RAWait, on the laptop (Link.IPv6 without Prefix6), bounds the wait for
+	// the far end's router advertisement before OnUp; 0 is DefaultRAWait.
+	// Without a usable one the session says IPv6 false, so ::/0 stays
+	// unreachable.
+	RAWait time.Duration
 }
 
 // RunSession runs the PPP link over the stream; once it is up it makes the
@@ -50,13 +63,21 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 		o.Link.Logger = log
 	}
 	link := ppp.NewLink(o.Stream, o.Link)
+	// With IPv6, router discovery messages are taken off the link before
+	// the TUN (the far end advertises, the laptop solicits).
+	var pl tun.PacketLink = link
+	tap := newNDTap(link)
+	router, host := o.Link.IPv6 && o.Prefix6.IsValid(), o.Link.IPv6 && !o.Prefix6.IsValid()
+	if router || host {
+		pl = tap
+	}
 	var (
 		mu    sync.Mutex
 		dev   *tun.Device // made once the link is up
 		st    tun.PumpStats
-		pumps sync.WaitGroup
+		wg    sync.WaitGroup // the pump and the far end's advertising loop
+		upErr = make(chan error, 1)
 	)
-	upErr := make(chan error, 1)
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
@@ -84,11 +105,16 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 		mu.Lock()
 		dev = d
 		mu.Unlock()
-		pumps.Go(func() {
-			if err := tun.Pump(d, link, o.MTU, &st); err != nil {
+		wg.Go(func() {
+			if err := tun.Pump(d, pl, o.MTU, &st); err != nil {
 				log.Warn("TUN pump stopped", "err", err)
 			}
 		})
+		if s.IPv6 && s.MTU < minMTU6 {
+			// The kernel turns IPv6 off on a device with a smaller MTU.
+			log.Warn("IPv6CP is up but the link's MTU is below IPv6's minimum: IPv6 stays off", "mtu", s.MTU, "need", minMTU6)
+			s.IPv6 = false
+		}
 		var ifid, peer *[8]byte
 		if s.IPv6 {
 			ifid, peer = &s.LocalIfID, &s.PeerIfID
@@ -97,6 +123,18 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 			upErr <- fmt.Errorf("configuring %s: %w", d.Name(), err)
 			link.Close()
 			return
+		}
+		switch {
+		case s.IPv6 && host:
+			s = solicit(ctx, &o, tap, tap.msgs, d, s, log)
+		case s.IPv6 && router:
+			loop, err := advertise(&o, tap, d, s, log)
+			if err != nil {
+				upErr <- fmt.Errorf("routing %s: %w", o.Prefix6, err)
+				link.Close()
+				return
+			}
+			wg.Go(loop)
 		}
 		if o.OnUp != nil {
 			o.OnUp(s, d.Name(), link.Stats)
@@ -111,7 +149,7 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 		dev.Close() // ends the pump
 	}
 	mu.Unlock()
-	pumps.Wait()
+	wg.Wait()
 	select {
 	case err := <-upErr:
 		return err
@@ -119,6 +157,9 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 	}
 	return runErr
 }
+
+// minMTU6 is IPv6's minimum link MTU (RFC 8200 §5).
+const minMTU6 = 1280
 
 // CleanEnd reports whether a session ended the way sessions are meant to:
 // we closed it, or the far end terminated it.

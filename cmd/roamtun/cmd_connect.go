@@ -143,8 +143,12 @@ func runConnect(e *env, args []string) (rerr error) {
 				if addr.IsValid() {
 					src.Up(addr)
 				}
-				fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s\n", ev.Ifname, ev.Session.LocalIP,
-					ev.Session.PeerIP, joinAddrs(ev.Session.DNS), ev.Session.MTU, ev.Time.Sub(start).Round(time.Millisecond))
+				v6 := ""
+				if ev.Session.IPv6 && ev.Session.Addr6.IsValid() {
+					v6 = fmt.Sprintf(" ipv6 %s dns6 %s", ev.Session.Addr6, joinAddrs(ev.Session.DNS6))
+				}
+				fmt.Fprintf(e.stdout, "up: %s %s -> %s dns %s mtu %d in %s%s\n", ev.Ifname, ev.Session.LocalIP,
+					ev.Session.PeerIP, joinAddrs(ev.Session.DNS), ev.Session.MTU, ev.Time.Sub(start).Round(time.Millisecond), v6)
 			case tunnel.EventDown:
 				if guard != nil {
 					guard.Down()

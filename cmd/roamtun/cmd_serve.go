@@ -19,7 +19,7 @@ import (
 
 var serveCmd = &command{
 	name:  "serve",
-	usage: "--local IP --peer IP [--dns IP[,IP]] [--name NAME] [--secrets FILE] [--require-chap] [--mtu N] [--interface NAME] [--keepalive DURATION]",
+	usage: "--local IP --peer IP [--dns IP[,IP]] [--name NAME] [--secrets FILE] [--require-chap] [--mtu N] [--interface NAME] [--keepalive DURATION] [--prefix6 PREFIX/64 [--dns6 IP6[,IP6]]]",
 	help:  "be the far end of a link on stdin/stdout (an ssh forced command)",
 }
 
@@ -52,6 +52,8 @@ func runServe(e *env, args []string) error {
 	// session of a laptop that vanished (and a new session of that laptop
 	// evicts it at once): a long interval keeps an idle server asleep.
 	keepalive := fs.Duration("keepalive", 10*time.Second, "LCP echo `INTERVAL` when nothing arrives; 3 unanswered end the session")
+	prefix6 := fs.String("prefix6", "", "IPv6 prefix for the far end, advertised down the link and routed to it (`PREFIX/64`)")
+	dns6 := fs.String("dns6", "", "IPv6 DNS servers to advertise with --prefix6, comma-separated (`IP6[,IP6]`)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -85,8 +87,16 @@ func runServe(e *env, args []string) error {
 	if *keepalive < time.Second {
 		return usagef("--keepalive must be at least 1s")
 	}
+	p6, d6, err := flagsIPv6(*prefix6, *dns6)
+	if err != nil {
+		return err
+	}
+	cfg.IPv6 = p6.IsValid() // IPv6CP only with something to give over it
 	if *mtu < 576 || *mtu > 16384 {
 		return usagef("--mtu must be 576..16384")
+	}
+	if cfg.IPv6 && *mtu < 1280 {
+		return usagef("--prefix6 needs --mtu 1280 or more (IPv6's minimum MTU)")
 	}
 	if *ifname == "" {
 		*ifname = "rtserve" + strconv.Itoa(os.Getpid())
@@ -112,6 +122,7 @@ func runServe(e *env, args []string) error {
 	defer func() { claim.Release() }()
 	err = tunnel.RunSession(e.ctx, tunnel.SessionOptions{
 		Stream: stdio{in, out}, Link: cfg, Interface: *ifname, MTU: *mtu, Log: e.log,
+		Prefix6: p6, DNS6: d6,
 		// Authenticated and up: an older session for the same peer (a
 		// laptop that roamed away without closing it) goes, before our TUN
 		// is made — with --interface it holds the name we need. Its peer
@@ -140,6 +151,39 @@ func runServe(e *env, args []string) error {
 	default:
 		return err
 	}
+}
+
+// flagsIPv6 parses --prefix6 (a /64: SLAAC forms addresses only in one)
+// and --dns6, which needs it.
+func flagsIPv6(prefix, dns string) (netip.Prefix, []netip.Addr, error) {
+	if prefix == "" {
+		if dns != "" {
+			return netip.Prefix{}, nil, usagef("--dns6 needs --prefix6")
+		}
+		return netip.Prefix{}, nil, nil
+	}
+	p, err := netip.ParsePrefix(prefix)
+	switch {
+	case err != nil || !p.Addr().Is6() || p.Addr().Is4In6():
+		return p, nil, usagef("--prefix6: not an IPv6 prefix: %q", prefix)
+	case p.Bits() != 64:
+		return p, nil, usagef("--prefix6: must be a /64 (addresses are formed from it by SLAAC), not /%d", p.Bits())
+	case p != p.Masked():
+		return p, nil, usagef("--prefix6: host bits set: %s (did you mean %s?)", p, p.Masked())
+	case ppp.Unusable(p.Addr(), nil) != "":
+		return p, nil, usagef("--prefix6: %s is %s", p, ppp.Unusable(p.Addr(), nil))
+	}
+	var servers []netip.Addr
+	if dns != "" {
+		for _, s := range strings.Split(dns, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(s))
+			if err != nil || !a.Is6() || a.Is4In6() || ppp.Unusable(a, nil) != "" {
+				return p, nil, usagef("--dns6: not a usable IPv6 address: %q", s)
+			}
+			servers = append(servers, a)
+		}
+	}
+	return p, servers, nil
 }
 
 var ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)

@@ -368,13 +368,15 @@ func (r *Routing) hostRoutePresent() bool {
 	return err == nil && len(rs) > 0
 }
 
-// TunnelUp routes the default (and with ipv6 = "tunnel", ::/0) through the TUN.
+// TunnelUp routes the default (and with ipv6 = "tunnel", ::/0) through the
+// TUN. ::/0 goes there only when the session has a global IPv6 address from
+// the far end; otherwise it stays unreachable.
 func (r *Routing) TunnelUp(ifname string, s ppp.Session) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.undoLocked(&r.tunnel) // a previous TUN's routes (gone with it)
 	recs := []RouteRec{{Table: RouteTable, Dst: "0.0.0.0/0", Dev: ifname}}
-	if r.o.IPv6 == config.IPv6Tunnel && s.IPv6 {
+	if r.o.IPv6 == config.IPv6Tunnel && s.IPv6 && s.Addr6.IsValid() {
 		recs = append(recs, RouteRec{Table: RouteTable, Dst: "::/0", Dev: ifname})
 	}
 	for _, rec := range recs {

@@ -150,6 +150,31 @@ func (t *Device) Configure(local, peer netip.Addr, mtu int, ifid, peerIfID *[8]b
 	return nil
 }
 
+// AddAddr6 gives the device a global IPv6 address from the far end's
+// router advertisement, as a /128 (everything beyond the link is routed
+// through the device by the caller anyway), without duplicate address
+// detection: a point-to-point link has no one else to collide with.
+func (t *Device) AddAddr6(a netip.Addr) error {
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(128, 128)},
+		Flags: unix.IFA_F_NODAD}
+	if err := netlink.AddrReplace(t.link, addr); err != nil {
+		return fmt.Errorf("adding %s to %s: %w", a, t.name, err)
+	}
+	return nil
+}
+
+// RoutePrefix routes p to the device: on the far end, the laptop's IPv6
+// prefix. It replaces a route of an older session's TUN (a laptop that
+// roamed away) rather than failing on it; the route goes with the device.
+func (t *Device) RoutePrefix(p netip.Prefix) error {
+	r := &netlink.Route{LinkIndex: t.link.Attrs().Index,
+		Dst: &net.IPNet{IP: p.Masked().Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if err := netlink.RouteReplace(r); err != nil {
+		return fmt.Errorf("routing %s to %s: %w", p, t.name, err)
+	}
+	return nil
+}
+
 // Read reads one packet, waiting for it. A TCP super-packet from the
 // kernel comes out as its MTU-sized segments, one per call.
 func (t *Device) Read(p []byte) (int, error) {

@@ -87,6 +87,12 @@ type Session struct {
 	LocalIfID, PeerIfID [8]byte
 	MTU                 int    // min(our MRU, the far end's MRU)
 	PeerName            string // the name the far end authenticated as, if it did
+
+	// Set by the session above PPP (package tunnel), not by negotiation: a
+	// laptop's global IPv6 address and DNS servers from the far end's router
+	// advertisement. A laptop session reports IPv6 only with Addr6.
+	Addr6 netip.Addr
+	DNS6  []netip.Addr
 }
 
 // Stats are a link's counters.
