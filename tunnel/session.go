@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/roamtun/roamtun/internal/tun"
@@ -90,13 +90,14 @@ func RunSession(ctx context.Context, o SessionOptions) error {
 		if o.Claim != nil {
 			o.Claim(s)
 		}
-		d, err := tun.Open(o.Interface, o.MTU)
 		// A stale session just evicted may still be giving its device (of
-		// this fixed name) back to the kernel.
-		for deadline := time.Now().Add(2 * time.Second); errors.Is(err, syscall.EBUSY) && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
-			d, err = tun.Open(o.Interface, o.MTU)
+		// this fixed name) back to the kernel: wait for the name to be free.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, err := net.InterfaceByName(o.Interface); err != nil {
+				break
+			}
 		}
+		d, err := tun.Open(o.Interface, o.MTU)
 		if err != nil {
 			upErr <- err // tun.Open names the device
 			link.Close()
