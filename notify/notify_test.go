@@ -64,21 +64,30 @@ func TestDunst(t *testing.T) {
 	}
 	events <- Event{State: "reconnecting", Reason: "redialing: echo timeout", SSID: "Cafe", Profile: "home"}
 	lab.WaitUntil(t, "the burst's bubble", func() bool { return a.Posts() > before })
-	time.Sleep(500 * time.Millisecond)
-	if got := a.Posts() - before; got != 1 {
-		t.Errorf("a burst of 101 events made %d Notify calls, want 1", got)
+	// No sleep before counting: a marker event sent after the burst's
+	// bubble is posted after anything the burst could still post, so the
+	// count is final once the marker's bubble is there.
+	marker := func(reason string) {
+		t.Helper()
+		n := a.Posts()
+		events <- Event{State: "reconnecting", Reason: reason, SSID: "Cafe", Profile: "home"}
+		lab.WaitUntil(t, "the marker's bubble", func() bool { return a.Posts() > n })
+	}
+	marker("marker 1")
+	if got := a.Posts() - before; got != 2 {
+		t.Errorf("a burst of 101 events made %d Notify calls, want 1", got-1)
 	}
 	// The same again changes nothing.
-	events <- Event{State: "reconnecting", Reason: "redialing: echo timeout", SSID: "Cafe", Profile: "home"}
-	time.Sleep(500 * time.Millisecond)
-	if got := a.Posts() - before; got != 1 {
-		t.Errorf("an identical bubble was posted again")
+	events <- Event{State: "reconnecting", Reason: "marker 1", SSID: "Cafe", Profile: "home"}
+	marker("marker 2")
+	if got := a.Posts() - before; got != 3 {
+		t.Errorf("an identical bubble was posted again (%d calls, want 3)", got)
 	}
 	lab.WaitUntil(t, "dbus-monitor seeing the calls", func() bool { return d.NotifyCalls() >= a.Posts() })
 
 	// Back up, then the user clicks "Disconnect" in dunst.
 	events <- up
-	lab.WaitUntil(t, "up again", func() bool { return a.Posts() == before+2 })
+	lab.WaitUntil(t, "up again", func() bool { return a.Posts() == before+4 })
 	d.WantMenuEntry("Disconnect")
 	d.Dunstctl(t, "action", "0")
 	lab.WaitUntil(t, "the Disconnect action", func() bool {

@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/roamtun/roamtun/internal/route"
+	"golang.org/x/sys/unix"
 
 	"github.com/roamtun/roamtun/lab"
 )
@@ -37,9 +39,49 @@ func capture(t *testing.T, ns *lab.Namespace, dev string) (stop func() string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return func() string {
+		// No sleep to "let the last frames arrive": a marker frame sent
+		// out of dev now reaches the capture after every frame before it,
+		// so once the file holds the marker it holds everything.
+		sendMarker(t, ns, dev)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, _ := exec.Command("tcpdump", "-r", pcap, "-nn", "ether proto 0x88b5").Output()
+			if len(strings.TrimSpace(string(out))) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the capture on %s never saw the marker frame", dev)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		p.Cmd.Process.Signal(syscall.SIGINT)
 		p.Wait(10 * time.Second)
 		return pcap
+	}
+}
+
+// sendMarker sends one broadcast frame of the local experimental
+// ethertype 0x88b5 out of dev in ns.
+func sendMarker(t *testing.T, ns *lab.Namespace, dev string) {
+	t.Helper()
+	err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		frame := append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, ifi.HardwareAddr...)
+		frame = append(frame, 0x88, 0xb5)
+		frame = append(frame, make([]byte, 46)...)
+		return unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6,
+			Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}})
+	})
+	if err != nil {
+		t.Fatalf("marker frame on %s: %v", dev, err)
 	}
 }
 
@@ -206,7 +248,6 @@ func TestConnectProtects(t *testing.T) {
 	for _, p := range []string{"0.0.0.0/1", "128.0.0.0/1"} {
 		s.tri.Laptop.Run("ip", "route", "del", p)
 	}
-	time.Sleep(500 * time.Millisecond) // let the last frames reach the capture
 	allowed, bad := leaks(t, stop(), mac)
 	if len(bad) > 0 {
 		t.Errorf("%d frames left the laptop on the café link outside the tunnel:\n%s", len(bad), strings.Join(bad, "\n"))
