@@ -29,6 +29,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -456,14 +458,24 @@ func sameLease(a, b *Lease) bool {
 	return true
 }
 
-// Observe implements watcher.Source: the believed lease per interface.
+// Observe implements watcher.Source: the believed lease per interface,
+// while the interface holds the leased address. Once the client has dropped
+// it (the network left: a disconnect, a lease given up without a RELEASE on
+// the wire) the lease no longer makes a network — otherwise its gateway
+// alone would keep one alive that is gone, and the daemon would never go
+// idle. The lease is kept, should the address come back.
 func (s *Source) Observe(ctx context.Context) ([]watcher.Network, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	leases := map[int]Lease{}
+	for idx, st := range s.ifaces {
+		if st.lease != nil {
+			leases[idx] = *st.lease
+		}
+	}
+	s.mu.Unlock()
 	var out []watcher.Network
-	for _, st := range s.ifaces {
-		l := st.lease
-		if l == nil {
+	for idx, l := range leases {
+		if _, _, addrs := s.lookupFn()(idx); !slices.Contains(addrs, l.Address) {
 			continue
 		}
 		n := watcher.Network{Interface: l.Interface, Gateway: l.Router, DNS: l.DNS, ClasslessRoutes: l.Routes,
@@ -471,6 +483,7 @@ func (s *Source) Observe(ctx context.Context) ([]watcher.Network, error) {
 		n.TunnelVision = watcher.CoversDefault(l.Routes)
 		out = append(out, n)
 	}
+	slices.SortFunc(out, func(a, b watcher.Network) int { return strings.Compare(a.Interface, b.Interface) })
 	return out, nil
 }
 

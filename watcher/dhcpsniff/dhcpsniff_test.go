@@ -338,3 +338,48 @@ func TestNoteChecksBeforeLookup(t *testing.T) {
 		t.Errorf("the real ACK was not believed: %+v", s.Leases())
 	}
 }
+
+// TestObserveNeedsTheAddress: a believed lease is a network only while its
+// interface holds the leased address: a client that drops it on leaving
+// the network (without a RELEASE on the wire) takes the network away, and
+// it comes back with the address.
+func TestObserveNeedsTheAddress(t *testing.T) {
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+	leased := netip.MustParseAddr("10.0.0.5")
+	var addrs []netip.Addr
+	s := &Source{lookup: func(int) (string, net.HardwareAddr, []netip.Addr) { return "wlan0", mac, addrs }}
+	req, _ := dhcpv4.New(dhcpv4.WithTransactionID(dhcpv4.TransactionID{9}), dhcpv4.WithHwAddr(mac),
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))))
+	ack, _ := dhcpv4.New(dhcpv4.WithTransactionID(dhcpv4.TransactionID{9}), dhcpv4.WithHwAddr(mac),
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeAck), dhcpv4.WithYourIP(leased.AsSlice()),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 0, 0, 1))), dhcpv4.WithOption(dhcpv4.OptRouter(net.IPv4(10, 0, 0, 1))))
+	ack.OpCode = dhcpv4.OpcodeBootReply
+	s.Note(Frame{IfIndex: 2, Outgoing: true, SrcMAC: mac, SrcIP: net.IPv4zero, DstIP: net.IPv4bcast, SrcPort: 68, DstPort: 67, Msg: req})
+	if !s.Note(Frame{IfIndex: 2, SrcMAC: net.HardwareAddr{0x02, 0, 0, 0, 0, 2}, SrcIP: net.IPv4(10, 0, 0, 1), DstIP: net.IPv4bcast,
+		SrcPort: 67, DstPort: 68, Msg: ack}) {
+		t.Fatal("the ACK was not believed")
+	}
+	observe := func() []watcher.Network {
+		ns, err := s.Observe(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ns
+	}
+	// Between the ACK and the client configuring it: not a network yet.
+	if ns := observe(); len(ns) != 0 {
+		t.Errorf("lease not configured yet: observed %+v", ns)
+	}
+	addrs = []netip.Addr{leased}
+	if ns := observe(); len(ns) != 1 || ns[0].Interface != "wlan0" || ns[0].Gateway != netip.MustParseAddr("10.0.0.1") {
+		t.Errorf("lease configured: observed %+v", ns)
+	}
+	addrs = []netip.Addr{netip.MustParseAddr("192.168.1.9")} // left; another network's address
+	if ns := observe(); len(ns) != 0 {
+		t.Errorf("address dropped: observed %+v", ns)
+	}
+	addrs = []netip.Addr{leased}
+	if ns := observe(); len(ns) != 1 || len(s.Leases()) != 1 {
+		t.Errorf("address back: observed %+v, leases %+v", ns, s.Leases())
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
@@ -38,9 +39,44 @@ type Source struct {
 	// OnEvent, if set, is called from Run with every association event
 	// (CONNECT, ROAM, DISCONNECT) after the source has noted it.
 	OnEvent func(Event)
+	// RoamGrace is how long an interface keeps reporting the network it
+	// was associated with after a DISCONNECT, unless a CONNECT (or ROAM)
+	// ends the wait sooner: 0 means DefaultRoamGrace, a negative value no
+	// wait. See DefaultRoamGrace.
+	RoamGrace time.Duration
 
 	mu    sync.Mutex
-	assoc map[uint32]Event // per ifindex: the last CONNECT/ROAM
+	assoc map[uint32]Event           // per ifindex: the last CONNECT/ROAM
+	last  map[uint32]watcher.Network // per ifindex: what Observe last reported associated
+	held  map[uint32]*hold           // per ifindex: a DISCONNECT waiting for its CONNECT
+
+	// afterFunc is time.AfterFunc (tests replace it).
+	afterFunc func(time.Duration, func()) (stop func() bool)
+}
+
+// DefaultRoamGrace: with mac80211 and wpa_supplicant (every soft-MAC
+// driver) a roam between access points of one network is not a ROAM
+// event but a DISCONNECT and then a CONNECT to the new access point, tens
+// of milliseconds later (21-99 ms in the user-mode-linux lab; more with
+// SAE or on a loaded machine). Reported as it happens, the moment between
+// the two is "no Wi-Fi": past the watcher's debounce, a trusted network
+// would blink to untrusted (a tunnel dialled and dropped again) and an
+// untrusted one lose its SSID. So the source holds the association a
+// DISCONNECT ended for this long, reporting it still, and hints again when
+// the hold ends without a new association. Any CONNECT ends the hold at
+// once, to whatever network it joined, so a different network is never
+// hidden; a real disconnect is reported this much later, while no frame
+// can leave over the radio anyway.
+const DefaultRoamGrace = time.Second
+
+// hold is the wait after a DISCONNECT.
+type hold struct{ stop func() bool }
+
+func (s *Source) grace() time.Duration {
+	if s.RoamGrace == 0 {
+		return DefaultRoamGrace
+	}
+	return s.RoamGrace
 }
 
 // Name implements watcher.Source.
@@ -110,6 +146,7 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
+	defer s.endHolds()
 	for ctx.Err() == nil {
 		msgs, _, err := c.Receive()
 		if err != nil {
@@ -127,7 +164,7 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 			if ev.Cmd == 0 {
 				continue // not an association event
 			}
-			s.note(ev)
+			s.note(ev, hint)
 			if s.OnEvent != nil {
 				s.OnEvent(ev)
 			}
@@ -137,20 +174,22 @@ func (s *Source) Run(ctx context.Context, hint func()) error {
 	return nil
 }
 
-func (s *Source) note(ev Event) {
+func (s *Source) note(ev Event, hint func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.assoc == nil {
-		s.assoc = map[uint32]Event{}
+		s.assoc, s.held = map[uint32]Event{}, map[uint32]*hold{}
 	}
 	switch ev.Cmd {
 	case unix.NL80211_CMD_CONNECT:
+		s.endHoldLocked(ev.IfIndex)
 		if ev.Status != 0 {
 			delete(s.assoc, ev.IfIndex)
 			return
 		}
 		s.assoc[ev.IfIndex] = ev
 	case unix.NL80211_CMD_ROAM:
+		s.endHoldLocked(ev.IfIndex)
 		prev := s.assoc[ev.IfIndex]
 		if !ev.HasSSID { // a roam stays within the network
 			ev.SSID, ev.HasSSID = prev.SSID, prev.HasSSID
@@ -158,8 +197,47 @@ func (s *Source) note(ev Event) {
 		s.assoc[ev.IfIndex] = ev
 	case unix.NL80211_CMD_DISCONNECT:
 		delete(s.assoc, ev.IfIndex)
+		s.endHoldLocked(ev.IfIndex)
+		if _, was := s.last[ev.IfIndex]; was && s.grace() > 0 {
+			af := s.afterFunc
+			if af == nil {
+				af = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+			}
+			h := &hold{}
+			s.held[ev.IfIndex] = h
+			idx := ev.IfIndex
+			h.stop = af(s.grace(), func() {
+				s.mu.Lock()
+				mine := s.held[idx] == h
+				if mine {
+					delete(s.held, idx)
+				}
+				s.mu.Unlock()
+				if mine {
+					s.log().Debug("nl80211: no new association after a disconnect; the network is gone", "ifindex", idx)
+					hint()
+				}
+			})
+		}
 	}
 	s.log().Debug("nl80211 event", "cmd", ev.Cmd, "ifindex", ev.IfIndex, "bssid", ev.BSSID, "ssid", watcher.EscapeSSID(ev.SSID))
+}
+
+// endHoldLocked ends the wait after a DISCONNECT on ifindex, if any.
+func (s *Source) endHoldLocked(ifindex uint32) {
+	if h := s.held[ifindex]; h != nil {
+		h.stop()
+		delete(s.held, ifindex)
+	}
+}
+
+// endHolds ends every wait (Run returning: its hint goes nowhere).
+func (s *Source) endHolds() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for idx := range s.held {
+		s.endHoldLocked(idx)
+	}
 }
 
 // DecodeEvent decodes an mlme event; other commands give Cmd 0.
@@ -425,6 +503,21 @@ func (s *Source) Observe(ctx context.Context) ([]watcher.Network, error) {
 			s.log().Debug("nl80211: scan results", "interface", it.Name, "err", err)
 			continue
 		}
+		s.mu.Lock()
+		if s.last == nil {
+			s.last = map[uint32]watcher.Network{}
+		}
+		switch {
+		case ok:
+			s.last[it.Index] = n
+		case s.held[it.Index] != nil:
+			// Between the DISCONNECT and the CONNECT of a roam: still
+			// the network it was (DefaultRoamGrace).
+			n, ok = s.last[it.Index]
+		default:
+			delete(s.last, it.Index)
+		}
+		s.mu.Unlock()
 		if ok {
 			out = append(out, n)
 		}

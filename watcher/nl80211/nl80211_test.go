@@ -250,7 +250,7 @@ func TestEventsDriveObserve(t *testing.T) {
 		k.scans[3] = []genetlink.Message{m}
 		k.mu.Unlock()
 	}
-	s := &Source{Dial: k.dial, SkipJoin: true}
+	s := &Source{Dial: k.dial, SkipJoin: true, RoamGrace: -1} // a DISCONNECT reported at once (TestRoamByReassociation)
 	hints := make(chan struct{}, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -302,6 +302,156 @@ func TestEventsDriveObserve(t *testing.T) {
 	// A malformed event is logged and skipped; the source carries on.
 	k.events <- genetlink.Message{Header: genetlink.Header{Command: unix.NL80211_CMD_CONNECT}, Data: []byte{9, 9}}
 	send(event(t, unix.NL80211_CMD_DISCONNECT, func(ae *netlink.AttributeEncoder) { ae.Uint32(unix.NL80211_ATTR_IFINDEX, 3) }))
+	cancel()
+	close(k.events)
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+// TestRoamByReassociation: mac80211 reports a roam as DISCONNECT then
+// CONNECT; in between, the source still reports the network it was on, so
+// that the merged watcher never sees "no Wi-Fi" for a roam. A DISCONNECT
+// with no CONNECT after it is reported when the grace ends (a hint), and a
+// CONNECT to another network is reported at once.
+func TestRoamByReassociation(t *testing.T) {
+	k := &fakeKernel{t: t, events: make(chan genetlink.Message), scans: map[uint32][]genetlink.Message{}}
+	home, cafe := "home", "cafe"
+	k.ifaces = []genetlink.Message{iface(t, 3, "wlan0", wifi.InterfaceTypeStation, nil)}
+	setScan := func(m genetlink.Message) {
+		k.mu.Lock()
+		k.scans[3] = []genetlink.Message{m}
+		k.mu.Unlock()
+	}
+	// The grace ends when the test says so: no clock involved.
+	type timer struct {
+		f       func()
+		stopped bool
+	}
+	var (
+		tmu    sync.Mutex
+		timers []*timer
+	)
+	s := &Source{Dial: k.dial, SkipJoin: true, RoamGrace: time.Hour}
+	s.afterFunc = func(d time.Duration, f func()) func() bool {
+		tmu.Lock()
+		defer tmu.Unlock()
+		tm := &timer{f: f}
+		timers = append(timers, tm)
+		return func() bool {
+			tmu.Lock()
+			defer tmu.Unlock()
+			was := !tm.stopped
+			tm.stopped = true
+			return was
+		}
+	}
+	pending := func() []*timer {
+		tmu.Lock()
+		defer tmu.Unlock()
+		var out []*timer
+		for _, tm := range timers {
+			if !tm.stopped {
+				out = append(out, tm)
+			}
+		}
+		return out
+	}
+	hints := make(chan struct{}, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, func() { hints <- struct{}{} }) }()
+	waitHint := func() {
+		t.Helper()
+		select {
+		case <-hints:
+		case <-time.After(20 * time.Second):
+			t.Fatal("no hint")
+		}
+	}
+	send := func(m genetlink.Message) { t.Helper(); k.events <- m; waitHint() }
+	observe := func() []watcher.Network {
+		t.Helper()
+		n, err := s.Observe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	connect := func(ap net.HardwareAddr, ssid string) genetlink.Message {
+		return event(t, unix.NL80211_CMD_CONNECT, func(ae *netlink.AttributeEncoder) {
+			ae.Uint32(unix.NL80211_ATTR_IFINDEX, 3)
+			ae.Bytes(unix.NL80211_ATTR_MAC, ap)
+			ae.Uint16(unix.NL80211_ATTR_STATUS_CODE, 0)
+			ae.Bytes(unix.NL80211_ATTR_REQ_IE, ie(0, []byte(ssid)))
+		})
+	}
+	disconnect := event(t, unix.NL80211_CMD_DISCONNECT, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, 3)
+		ae.Uint16(unix.NL80211_ATTR_REASON_CODE, 1)
+	})
+	is := func(what string, n []watcher.Network, ssid string, bssid net.HardwareAddr) {
+		t.Helper()
+		if len(n) != 1 || n[0].SSID != ssid || n[0].BSSID != bssid.String() {
+			t.Fatalf("%s: %+v, want %q at %s", what, n, ssid, bssid)
+		}
+	}
+
+	// A disconnect before anything was reported holds nothing.
+	send(disconnect)
+	if n := observe(); len(n) != 0 || len(pending()) != 0 {
+		t.Fatalf("disconnect while not associated: %+v, %d holds", n, len(pending()))
+	}
+	setScan(bss(t, apA, 2412, 0x0011, append(ie(0, []byte(home)), ie(48, rsn(2))...), true))
+	send(connect(apA, home))
+	is("connected", observe(), home, apA)
+	// The roam: DISCONNECT (nothing associated now), then CONNECT to B.
+	setScan(bss(t, apA, 2412, 0x0011, append(ie(0, []byte(home)), ie(48, rsn(2))...), false))
+	send(disconnect)
+	is("between the DISCONNECT and the CONNECT of a roam", observe(), home, apA)
+	setScan(bss(t, apB, 2437, 0x0011, append(ie(0, []byte(home)), ie(48, rsn(2))...), true))
+	send(connect(apB, home))
+	is("roamed", observe(), home, apB)
+	if len(pending()) != 0 {
+		t.Fatal("the CONNECT did not end the hold")
+	}
+	// Leaving for another network: reported as soon as it is joined.
+	setScan(bss(t, apB, 2437, 0x0011, ie(0, []byte(home)), false))
+	send(disconnect)
+	setScan(bss(t, apA, 2462, 0x0001, ie(0, []byte(cafe)), true))
+	send(connect(apA, cafe))
+	is("another network joined", observe(), cafe, apA)
+	// A disconnect for good: held until the grace ends, then gone, with a
+	// hint for the watcher to look again.
+	setScan(bss(t, apA, 2462, 0x0001, ie(0, []byte(cafe)), false))
+	send(disconnect)
+	is("just disconnected", observe(), cafe, apA)
+	p := pending()
+	if len(p) != 1 {
+		t.Fatalf("%d holds, want 1", len(p))
+	}
+	tmu.Lock()
+	p[0].stopped = true // fired
+	tmu.Unlock()
+	p[0].f()
+	waitHint()
+	if n := observe(); len(n) != 0 {
+		t.Fatalf("after the grace: %+v", n)
+	}
+	// A failed CONNECT ends a hold too: not associated, nothing coming.
+	setScan(bss(t, apA, 2462, 0x0001, ie(0, []byte(cafe)), true))
+	send(connect(apA, cafe))
+	observe()
+	setScan(bss(t, apA, 2462, 0x0001, ie(0, []byte(cafe)), false))
+	send(disconnect)
+	send(event(t, unix.NL80211_CMD_CONNECT, func(ae *netlink.AttributeEncoder) {
+		ae.Uint32(unix.NL80211_ATTR_IFINDEX, 3)
+		ae.Bytes(unix.NL80211_ATTR_MAC, apB)
+		ae.Uint16(unix.NL80211_ATTR_STATUS_CODE, 17)
+	}))
+	if n := observe(); len(n) != 0 || len(pending()) != 0 {
+		t.Fatalf("after a failed CONNECT: %+v, %d holds", n, len(pending()))
+	}
 	cancel()
 	close(k.events)
 	if err := <-done; err != nil {
