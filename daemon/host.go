@@ -78,7 +78,7 @@ func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 // Standby implements Host with the journaled standby firewall.
 func (s *System) Standby(exempt []string) (Standby, error) {
-	st, err := route.StartStandby(s.Journal, exempt)
+	st, err := route.StartStandby(nil, s.Journal, exempt)
 	if err != nil {
 		return nil, err
 	}
