@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -124,9 +125,14 @@ func TestFirewallNetlink(t *testing.T) {
 			Path: route.Path{Dev: "wan0"}})
 	}
 	fw := route.NewFirewall()
+	// No PATH while the firewall works: no nft (nor anything else) can run.
 	do := func(what string, fn func() error) {
 		t.Helper()
-		if err := ns.Do(fn); err != nil {
+		path := os.Getenv("PATH")
+		os.Setenv("PATH", "/nonexistent")
+		err := ns.Do(fn)
+		os.Setenv("PATH", path)
+		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
