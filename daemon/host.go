@@ -79,7 +79,7 @@ func (realClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 // Standby implements Host with the journaled standby firewall.
 func (s *System) Standby(exempt []string, portalPort uint16) (Standby, error) {
-	st, err := route.StartStandby(s.Journal, exempt, portalPort)
+	st, err := route.StartStandby(nil, s.Journal, exempt, portalPort)
 	if err != nil {
 		return nil, err
 	}

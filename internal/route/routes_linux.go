@@ -15,12 +15,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -150,6 +147,7 @@ type RoutingOptions struct {
 	Lockdown   bool
 	Journal    *journal.Journal
 	Log        *slog.Logger
+	Firewall   Firewall // nftables; nil: the kernel's (NewFirewall)
 }
 
 // Routing sends everything but the server through the tunnel and, with
@@ -213,6 +211,9 @@ func NewRouting(o RoutingOptions) *Routing {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Firewall == nil {
+		o.Firewall = NewFirewall()
+	}
 	return &Routing{o: o}
 }
 
@@ -225,10 +226,13 @@ func (r *Routing) Setup() error {
 	if !o.Server.IsValid() || o.Path.Dev == "" {
 		return errors.New("routing: server address and path are required")
 	}
+	if o.Lockdown && (o.ServerPort < 1 || o.ServerPort > 65535) {
+		return fmt.Errorf("routing: server port %d out of range", o.ServerPort)
+	}
 	steps := []change{{KindRoute, hostRoute(o.Server, o.Path)}}
 	if o.Lockdown {
 		steps = append(steps,
-			change{KindNFT, NFTRec{Table: NFTTable, Script: lockdownScript(o)}},
+			change{KindNFT, NFTRec{Table: NFTTable, spec: lockdownTable(o), fw: o.Firewall}},
 			change{KindRoute, RouteRec{Table: RouteTable, Dst: "0.0.0.0/0", Type: "unreachable", Metric: fallbackMetric}})
 	}
 	// IPv6 never leaves outside the tunnel: blocked, or tunnelled with this
@@ -324,11 +328,11 @@ func (r *Routing) UseServer(addr netip.Addr) error {
 // what it names changed.
 func (r *Routing) moveHostLocked(firewall bool) error {
 	if firewall && r.o.Lockdown {
-		if err := nft(lockdownScript(r.o)); err != nil {
+		if err := r.o.Firewall.Replace(lockdownTable(r.o)); err != nil {
 			return err
 		}
 	}
-	if err := Undo(context.Background(), r.host); err != nil {
+	if err := undo(r.o.Firewall, r.host); err != nil {
 		return err
 	}
 	rec := hostRoute(r.o.Server, r.o.Path)
@@ -409,7 +413,7 @@ func (r *Routing) undoLocked(list *[]*journal.Entry) error {
 	var errs []error
 	for i := len(*list) - 1; i >= 0; i-- {
 		e := (*list)[i]
-		if err := Undo(context.Background(), e); err != nil {
+		if err := undo(r.o.Firewall, e); err != nil {
 			r.o.Log.Warn("undo failed; left in the journal for roamtun cleanup", "change", e.Kind, "err", err)
 			errs = append(errs, err)
 			continue
@@ -474,6 +478,11 @@ func Undoers() map[string]journal.Undoer {
 // else (main's default route, the "lookup main" rule, another program's
 // table) is refused, whoever wrote it.
 func Undo(_ context.Context, e *journal.Entry) error {
+	return undo(NewFirewall(), e)
+}
+
+// undo is Undo with nftables tables deleted through fw.
+func undo(fw Firewall, e *journal.Entry) error {
 	var rec interface {
 		ours() error
 		del() error
@@ -484,7 +493,7 @@ func Undo(_ context.Context, e *journal.Entry) error {
 	case KindRule:
 		rec = new(RuleRec)
 	case KindNFT:
-		rec = new(NFTRec)
+		rec = &NFTRec{fw: fw}
 	default:
 		return fmt.Errorf("not a routing change: %q", e.Kind)
 	}
@@ -653,10 +662,15 @@ func (r RuleRec) del() error {
 	return nil
 }
 
-// NFTRec is a journaled nftables table (inet family) of our own.
+// NFTRec is a journaled nftables table (inet family) of our own. Only the
+// name is journaled: it is all undoing needs. Journals written before
+// issue #13 also hold the nft script that made the table ("script"); it is
+// ignored.
 type NFTRec struct {
-	Table  string `json:"table"`
-	Script string `json:"script,omitempty"`
+	Table string `json:"table"`
+
+	spec *Table   // what add installs
+	fw   Firewall // where; nil: the kernel's
 }
 
 // ours checks that the table is one of roamtun's two.
@@ -667,56 +681,47 @@ func (r NFTRec) ours() error {
 	return nil
 }
 
-func (r NFTRec) add() error {
-	return nft(r.Script)
-}
-
-func (r NFTRec) del() error {
-	err := nft("delete table inet " + r.Table + "\n")
-	if err != nil && strings.Contains(err.Error(), "No such file or directory") {
-		return nil
+func (r NFTRec) firewall() Firewall {
+	if r.fw == nil {
+		return NewFirewall()
 	}
-	return err
+	return r.fw
 }
 
-// nftTimeout bounds one nft run: a stuck one must not hold the next roam.
-const nftTimeout = 10 * time.Second
+func (r NFTRec) add() error {
+	if r.spec == nil || r.spec.Name != r.Table {
+		return fmt.Errorf("nftables: no rules for table inet %s", r.Table)
+	}
+	return r.firewall().Replace(r.spec)
+}
 
-// nft runs an nftables script atomically (nft -f applies it as one transaction).
-func nft(script string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), nftTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
+// del deletes the table; one already gone is deleted.
+func (r NFTRec) del() error {
+	if err := r.firewall().Delete(r.Table); err != nil && !gone(err) {
+		return err
 	}
 	return nil
 }
 
-// lockdownScript is the firewall half of lockdown: on the uplink, only ssh
+// lockdownTable is the firewall half of lockdown: on the uplink, only ssh
 // to the server, DHCP (v4/v6) and neighbour discovery go out (with MLDv2
 // reports, which switches that snoop multicast need for ND to work); nothing
 // is forwarded out of it. ARP is not IP and is not affected.
-func lockdownScript(o RoutingOptions) string {
-	dev := strconv.Quote(o.Path.Dev)
-	fam := "ip"
-	if o.Server.Is6() {
-		fam = "ip6"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s {}\ndelete table inet %s\n", NFTTable, NFTTable)
-	fmt.Fprintf(&b, "table inet %s {\n", NFTTable)
-	fmt.Fprintf(&b, "  chain output {\n    type filter hook output priority filter; policy accept;\n")
-	fmt.Fprintf(&b, "    oifname %s %s daddr %s tcp dport %d accept\n", dev, fam, o.Server, o.ServerPort)
-	fmt.Fprintf(&b, "    oifname %s udp sport 68 udp dport 67 accept\n", dev)
-	fmt.Fprintf(&b, "    oifname %s udp sport 546 udp dport 547 accept\n", dev)
-	fmt.Fprintf(&b, "    oifname %s icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept\n", dev)
-	fmt.Fprintf(&b, "    oifname %s counter drop\n  }\n", dev)
-	fmt.Fprintf(&b, "  chain forward {\n    type filter hook forward priority filter; policy accept;\n")
-	fmt.Fprintf(&b, "    oifname %s counter drop\n  }\n}\n", dev)
-	return b.String()
+func lockdownTable(o RoutingOptions) *Table {
+	up := OIFName(o.Path.Dev)
+	server := DAddrTCPDPort(netip.AddrPortFrom(o.Server, uint16(o.ServerPort)))
+	return &Table{Name: NFTTable, Chains: []Chain{
+		{Name: "output", Hook: HookOutput, Rules: []Rule{
+			{Match: []Match{up, server}, Verdict: Accept},
+			{Match: []Match{up, UDPPorts{Src: 68, Dst: 67}}, Verdict: Accept},
+			{Match: []Match{up, UDPPorts{Src: 546, Dst: 547}}, Verdict: Accept},
+			{Match: []Match{up, ndTypes}, Verdict: Accept},
+			{Match: []Match{up}, Counter: true, Verdict: Drop},
+		}},
+		{Name: "forward", Hook: HookForward, Rules: []Rule{
+			{Match: []Match{up}, Counter: true, Verdict: Drop},
+		}},
+	}}
 }
 
 // gone reports whether a netlink delete failed because the thing is not there.

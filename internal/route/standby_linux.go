@@ -1,12 +1,10 @@
 package route
 
 import (
-	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 
 	"github.com/roamtun/roamtun/internal/journal"
+	"golang.org/x/sys/unix"
 )
 
 // StandbyTable is the daemon's standby firewall: with lockdown on, nothing
@@ -25,81 +23,105 @@ const StandbyTable = "roamtun_standby"
 // not used).
 const PortalProbeMark = 0x72740000
 
+// The standby table's sets.
+const (
+	standbyOpen    = "open"    // interfaces let out
+	standbyProbes  = "probes"  // IPv4 address . TCP port of verify probes
+	standbyProbes6 = "probes6" // the same for IPv6
+)
+
 // Standby is the standby firewall.
 type Standby struct {
+	fw    Firewall
 	entry *journal.Entry
 }
 
-// StartStandby installs the standby firewall (journaled), open for exempt
-// interfaces (the profiles' TUNs). With portalPort, the portal probe
-// (marked PortalProbeMark) may send DNS queries (udp 53) and connect to
-// that TCP port: it judges the network before the daemon does.
-func StartStandby(j *journal.Journal, exempt []string, portalPort uint16) (*Standby, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s {}\ndelete table inet %s\n", StandbyTable, StandbyTable)
-	fmt.Fprintf(&b, "table inet %s {\n  set open {\n    type ifname\n", StandbyTable)
-	if len(exempt) > 0 {
-		q := make([]string, len(exempt))
-		for i, e := range exempt {
-			q[i] = strconv.Quote(e)
-		}
-		fmt.Fprintf(&b, "    elements = { %s }\n", strings.Join(q, ", "))
+// StartStandby installs the standby firewall (journaled) through fw (nil:
+// the kernel's), open for exempt interfaces (the profiles' TUNs). With
+// portalPort, the portal probe (marked PortalProbeMark) may send DNS
+// queries (udp 53) and connect to that TCP port: it judges the network
+// before the daemon does.
+func StartStandby(fw Firewall, j *journal.Journal, exempt []string, portalPort uint16) (*Standby, error) {
+	if fw == nil {
+		fw = NewFirewall()
 	}
-	b.WriteString("  }\n")
-	// The host-key probes of verify rules must reach their targets before
-	// the network is judged (that is what judges it).
-	b.WriteString("  set probes { type ipv4_addr . inet_service; }\n  set probes6 { type ipv6_addr . inet_service; }\n")
-	b.WriteString("  chain output {\n    type filter hook output priority filter; policy accept;\n")
-	b.WriteString("    oifname \"lo\" accept\n    oifname @open accept\n")
-	b.WriteString("    ip daddr . tcp dport @probes accept\n    ip6 daddr . tcp dport @probes6 accept\n")
-	b.WriteString("    udp sport 68 udp dport 67 accept\n    udp sport 546 udp dport 547 accept\n")
-	b.WriteString("    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept\n")
-	if portalPort != 0 {
-		fmt.Fprintf(&b, "    meta mark %#x udp dport 53 accept\n    meta mark %#x tcp dport %d accept\n",
-			PortalProbeMark, PortalProbeMark, portalPort)
-	}
-	b.WriteString("    counter drop\n  }\n")
-	b.WriteString("  chain forward {\n    type filter hook forward priority filter; policy accept;\n")
-	b.WriteString("    oifname @open accept\n    counter drop\n  }\n}\n")
-	e, err := apply(j, KindNFT, NFTRec{Table: StandbyTable, Script: b.String()})
+	e, err := apply(j, KindNFT, NFTRec{Table: StandbyTable, spec: standbyTable(exempt, portalPort), fw: fw})
 	if err != nil {
 		return nil, err
 	}
-	return &Standby{entry: e}, nil
+	return &Standby{fw: fw, entry: e}, nil
+}
+
+// standbyTable is the standby firewall, open for exempt (and the portal
+// probe's marked DNS and HTTP with portalPort).
+func standbyTable(exempt []string, portalPort uint16) *Table {
+	open := Set{Name: standbyOpen, Type: SetIfname}
+	for _, e := range exempt {
+		open.Elems = append(open.Elems, IfnameElem(e))
+	}
+	out := []Rule{
+		{Match: []Match{OIFName("lo")}, Verdict: Accept},
+		{Match: []Match{OIFNameIn(standbyOpen)}, Verdict: Accept},
+		{Match: []Match{DAddrTCPDPortIn{Set: standbyProbes}}, Verdict: Accept},
+		{Match: []Match{DAddrTCPDPortIn{Set: standbyProbes6, IPv6: true}}, Verdict: Accept},
+		{Match: []Match{UDPPorts{Src: 68, Dst: 67}}, Verdict: Accept},
+		{Match: []Match{UDPPorts{Src: 546, Dst: 547}}, Verdict: Accept},
+		{Match: []Match{ndTypes}, Verdict: Accept},
+	}
+	if portalPort != 0 {
+		out = append(out,
+			Rule{Match: []Match{MarkDPort{Mark: PortalProbeMark, Proto: unix.IPPROTO_UDP, Port: 53}}, Verdict: Accept},
+			Rule{Match: []Match{MarkDPort{Mark: PortalProbeMark, Proto: unix.IPPROTO_TCP, Port: portalPort}}, Verdict: Accept})
+	}
+	out = append(out, Rule{Counter: true, Verdict: Drop})
+	return &Table{
+		Name: StandbyTable,
+		// The host-key probes of verify rules must reach their targets
+		// before the network is judged (that is what judges it).
+		Sets: []Set{open,
+			{Name: standbyProbes, Type: SetIPv4AddrService},
+			{Name: standbyProbes6, Type: SetIPv6AddrService}},
+		Chains: []Chain{
+			{Name: "output", Hook: HookOutput, Rules: out},
+			{Name: "forward", Hook: HookForward, Rules: []Rule{
+				{Match: []Match{OIFNameIn(standbyOpen)}, Verdict: Accept},
+				{Counter: true, Verdict: Drop},
+			}},
+		},
+	}
 }
 
 // Open lets traffic out of ifname (judged: trusted, or protected by Routing).
 func (s *Standby) Open(ifname string) error {
-	return nft(fmt.Sprintf("add element inet %s open { %s }\n", StandbyTable, strconv.Quote(ifname)))
+	return s.fw.AddElements(StandbyTable, standbyOpen, IfnameElem(ifname))
 }
 
 // Close puts ifname back under the standby rules (a no-op if it was not open).
 func (s *Standby) Close(ifname string) error {
-	err := nft(fmt.Sprintf("delete element inet %s open { %s }\n", StandbyTable, strconv.Quote(ifname)))
-	if err != nil && strings.Contains(err.Error(), "No such file or directory") {
-		return nil
+	if err := s.fw.DeleteElements(StandbyTable, standbyOpen, IfnameElem(ifname)); err != nil && !gone(err) {
+		return err
 	}
-	return err
+	return nil
 }
 
 // SetProbes replaces the addresses verify probes may reach.
 func (s *Standby) SetProbes(targets []netip.AddrPort) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "flush set inet %s probes\nflush set inet %s probes6\n", StandbyTable, StandbyTable)
+	v4 := SetElems{Set: standbyProbes}
+	v6 := SetElems{Set: standbyProbes6}
 	for _, t := range targets {
-		set := "probes"
-		if t.Addr().Is6() && !t.Addr().Is4In6() {
-			set = "probes6"
+		e := AddrPortElem(t)
+		if e.Type() == SetIPv6AddrService {
+			v6.Elems = append(v6.Elems, e)
+		} else {
+			v4.Elems = append(v4.Elems, e)
 		}
-		fmt.Fprintf(&b, "add element inet %s %s { %s . %d }\n", StandbyTable, set, t.Addr().Unmap(), t.Port())
 	}
-	return nft(b.String())
+	return s.fw.ResetSets(StandbyTable, v4, v6)
 }
 
 // Stop removes the standby firewall and its journal entry.
 func (s *Standby) Stop(j *journal.Journal) error {
-	nr := NFTRec{Table: StandbyTable}
-	if err := nr.del(); err != nil {
+	if err := (NFTRec{Table: StandbyTable, fw: s.fw}).del(); err != nil {
 		return err
 	}
 	if j != nil {
