@@ -36,7 +36,7 @@ import (
 
 // Request is a control request.
 type Request struct {
-	Cmd     string `json:"cmd"` // status | watch | up | down | reload | trust | untrust | network
+	Cmd     string `json:"cmd"` // status | watch | up | down | reload | trust | untrust | network | seen
 	Profile string `json:"profile,omitempty"`
 	// trust / untrust of the current network:
 	PinBSSID   bool     `json:"pin_bssid,omitempty"`
@@ -52,6 +52,7 @@ type Response struct {
 	Status  *daemon.Status   `json:"status,omitempty"`
 	Message string           `json:"message,omitempty"`
 	Network *watcher.Network `json:"network,omitempty"`
+	Seen    []daemon.SeenNetwork `json:"seen,omitempty"`
 }
 
 // Limits that keep one client (or a socket_group member running many) from
@@ -90,6 +91,7 @@ type Backend interface {
 	Up(ctx context.Context, profile string) error
 	Down(ctx context.Context) error
 	Reload(ctx context.Context) error
+	Seen() []daemon.SeenNetwork
 }
 
 // Server serves the control socket.
@@ -389,6 +391,8 @@ func (c *Server) handle(ctx context.Context, req Request) Response {
 	case "status":
 		s := c.Daemon.Status()
 		return Response{OK: true, Status: &s}
+	case "seen":
+		return Response{OK: true, Seen: c.Daemon.Seen()}
 	case "network":
 		n, err := c.Daemon.Network(ctx)
 		if err != nil {

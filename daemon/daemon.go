@@ -93,6 +93,15 @@ const (
 	OverrideDown Override = "down" // use the network directly
 )
 
+// SeenNetwork is a network the daemon judged recently, and its verdict.
+type SeenNetwork struct {
+	NetworkStatus
+	LastSeen string `json:"last_seen"` // RFC 3339
+}
+
+// maxSeen bounds the networks remembered for `roamtun networks`.
+const maxSeen = 32
+
 // Options wire a Daemon. Config and Host are needed; the rest have
 // defaults (the real supervisor, network watcher and clock) or may be nil.
 type Options struct {
@@ -159,6 +168,7 @@ type Daemon struct {
 	status Status
 	stats  func() ppp.Stats
 	subs   map[chan Status]struct{}
+	seen   []SeenNetwork // newest first, one per network (see noteSeen)
 
 	// Owned by Run's goroutine.
 	net      watcher.Network
@@ -364,6 +374,29 @@ func (d *Daemon) syncStandby() {
 	}
 }
 
+// noteSeen remembers a judged network for `roamtun networks`: one entry per
+// interface and network (SSID and BSSID, or the gateway's MAC), newest first.
+func (d *Daemon) noteSeen(ns NetworkStatus) {
+	key := func(n NetworkStatus) string {
+		return n.Interface + "\x00" + n.Kind + "\x00" + n.SSID + "\x00" + n.BSSID + "\x00" + n.GatewayMAC
+	}
+	e := SeenNetwork{NetworkStatus: ns, LastSeen: d.o.Clock.Now().UTC().Format(time.RFC3339)}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seen = slices.DeleteFunc(d.seen, func(s SeenNetwork) bool { return key(s.NetworkStatus) == key(ns) })
+	d.seen = append([]SeenNetwork{e}, d.seen...)
+	if len(d.seen) > maxSeen {
+		d.seen = d.seen[:maxSeen]
+	}
+}
+
+// Seen returns the networks judged recently, newest first.
+func (d *Daemon) Seen() []SeenNetwork {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.seen)
+}
+
 // judgeOthers judges every uplink but the primary: a trusted one may carry
 // traffic of its own (a dock's Ethernet at the office beside the café's
 // Wi-Fi), an untrusted one stays closed under the standby firewall; the
@@ -385,7 +418,9 @@ func (d *Daemon) judgeOthers(ctx context.Context, primary watcher.Network) {
 		if dec.Action == policy.ActionTrust {
 			d.trusted[n.Interface] = true
 		}
-		d.others = append(d.others, networkStatus(n, dec))
+		ns := networkStatus(n, dec)
+		d.others = append(d.others, ns)
+		d.noteSeen(ns)
 	}
 }
 
@@ -435,6 +470,7 @@ func (d *Daemon) evaluate(ctx context.Context) {
 	}
 	primary := networkStatus(n, dec)
 	ns := &primary
+	d.noteSeen(primary)
 	if n.TunnelVision {
 		d.log.Warn("the network's DHCP pushes routes that cover the default route (TunnelVision, CVE-2024-3661)",
 			"interface", n.Interface, "routes", n.ClasslessRoutes)

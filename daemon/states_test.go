@@ -346,6 +346,19 @@ func TestStates(t *testing.T) {
 			h.expect(daemon.StateConnecting, "link stopped", "guard close", "standby close wlan0",
 				"protect home 198.51.100.7 lockdown=true", "standby open wlan1")
 		}},
+		{"judged networks are remembered, newest first, one entry each", func(h *harness) {
+			h.network(home1)
+			h.expect(daemon.StateDirect, "standby open wlan0")
+			h.network(cafe) // wlan0 was open for home: closed before the guard holds it
+			h.expect(daemon.StateConnecting, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
+			h.network(home1)
+			h.expect(daemon.StateDirect, "link stopped", "guard close")
+			seen := h.d.Seen()
+			if len(seen) != 2 || seen[0].SSID != "Home" || seen[0].Action != "trust" ||
+				seen[1].SSID != "Cafe" || seen[1].Action != "tunnel" || seen[0].LastSeen == "" {
+				t.Errorf("seen: %+v", seen)
+			}
+		}},
 		{"a captive portal: signed in within the window", func(h *harness) {
 			h.network(portal)
 			h.expect(daemon.StatePortal, "standby open wlan0")

@@ -156,6 +156,11 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Errorf("status for people:\n%s", human)
 	}
 	t.Logf("roamtun status:\n%s", human)
+	// roamtun networks: the rules, and the network the daemon just judged.
+	nets, err := d.tri.Laptop.Run(roamtun(t), "networks", "--config", d.cfg)
+	if err != nil || !strings.Contains(nets, "RECENTLY SEEN") || !strings.Contains(nets, "wan0") || !strings.Contains(nets, "tunnel") {
+		t.Errorf("roamtun networks: %v\n%s", err, nets)
+	}
 
 	// Trust it, then change our mind: roamtun trust / untrust of the
 	// current network (wired: pinned by the café router's MAC).

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/roamtun/roamtun/daemon"
 )
 
 // TestHelpEveryCommand: "help CMD", "CMD --help" and "CMD -h" print the
@@ -174,8 +176,9 @@ func TestNetworksJSON(t *testing.T) {
 		t.Fatalf("networks --json: exit %d, %s", code, stderr)
 	}
 	var got struct {
-		Rules   []networkRuleJSON `json:"rules"`
-		Default networkRuleJSON   `json:"default"`
+		Rules   []networkRuleJSON    `json:"rules"`
+		Default networkRuleJSON      `json:"default"`
+		Seen    []daemon.SeenNetwork `json:"seen"` // empty: no daemon runs here
 	}
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()

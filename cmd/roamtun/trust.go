@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/roamtun/roamtun/config"
 	"github.com/roamtun/roamtun/control"
+	"github.com/roamtun/roamtun/daemon"
 	"github.com/roamtun/roamtun/policy"
 	"github.com/roamtun/roamtun/watcher"
 )
@@ -161,19 +164,23 @@ func runUntrust(e *env, args []string) error {
 
 func runNetworks(e *env, args []string) error {
 	fs, cfgPath := newFlags(e, commands["networks"])
-	asJSON := fs.Bool("json", false, `print {"rules":[RULE...],"default":RULE}, each RULE {"file","line","rule","match","action","profile"}`)
+	asJSON := fs.Bool("json", false, `print {"rules":[RULE...],"default":RULE,"seen":[NETWORK...]}, each RULE {"file","line","rule","match","action","profile"}, each NETWORK as in status with "last_seen"`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	_, pol, err := loadPolicy(*cfgPath)
+	cfg, pol, err := loadPolicy(*cfgPath)
 	if err != nil {
 		return err
 	}
+	// The networks the daemon judged recently, when it runs.
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	resp, seenErr := control.Call(ctx, cfg.Daemon.Socket, control.Request{Cmd: "seen"})
 	if *asJSON {
-		return writeNetworksJSON(e.stdout, pol)
+		return writeNetworksJSON(e.stdout, pol, resp.Seen)
 	}
 	w := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "WHERE\tRULE\tMATCH\tACTION")
@@ -197,7 +204,29 @@ func runNetworks(e *env, args []string) error {
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("writing: %w", err)
 	}
-	fmt.Fprintln(e.stdout, "(recently seen networks come from the daemon, which this build cannot ask yet)")
+	if seenErr != nil {
+		fmt.Fprintf(e.stdout, "\n(no recently seen networks: %v)\n", seenErr)
+		return nil
+	}
+	fmt.Fprintln(e.stdout, "\nRECENTLY SEEN")
+	w = tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "LAST SEEN\tINTERFACE\tNETWORK\tSECURITY\tRULE\tACTION")
+	for _, n := range resp.Seen {
+		name := n.SSID
+		if n.Kind != "wifi" {
+			name = "gateway " + n.GatewayMAC
+		} else if n.BSSID != "" {
+			name += " (" + n.BSSID + ")"
+		}
+		sec := n.Security
+		if sec == "" {
+			sec = "none"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.LastSeen, n.Interface, name, sec, n.Rule, n.Action)
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
 	return nil
 }
 
@@ -213,11 +242,15 @@ type networkRuleJSON struct {
 	Profile string `json:"profile"`
 }
 
-func writeNetworksJSON(w io.Writer, pol *policy.Policy) error {
+func writeNetworksJSON(w io.Writer, pol *policy.Policy, seen []daemon.SeenNetwork) error {
 	out := struct {
-		Rules   []networkRuleJSON `json:"rules"`
-		Default networkRuleJSON   `json:"default"`
-	}{Rules: []networkRuleJSON{}}
+		Rules   []networkRuleJSON    `json:"rules"`
+		Default networkRuleJSON      `json:"default"`
+		Seen    []daemon.SeenNetwork `json:"seen"`
+	}{Rules: []networkRuleJSON{}, Seen: seen}
+	if out.Seen == nil {
+		out.Seen = []daemon.SeenNetwork{}
+	}
 	for i := range pol.Rules {
 		r := &pol.Rules[i]
 		out.Rules = append(out.Rules, networkRuleJSON{File: r.File, Line: r.Line, Rule: r.Name,
