@@ -47,11 +47,11 @@ type Request struct {
 
 // Response is a control response.
 type Response struct {
-	OK      bool             `json:"ok"`
-	Error   string           `json:"error,omitempty"`
-	Status  *daemon.Status   `json:"status,omitempty"`
-	Message string           `json:"message,omitempty"`
-	Network *watcher.Network `json:"network,omitempty"`
+	OK      bool                 `json:"ok"`
+	Error   string               `json:"error,omitempty"`
+	Status  *daemon.Status       `json:"status,omitempty"`
+	Message string               `json:"message,omitempty"`
+	Network *watcher.Network     `json:"network,omitempty"`
 	Seen    []daemon.SeenNetwork `json:"seen,omitempty"`
 }
 
