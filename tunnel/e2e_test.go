@@ -21,6 +21,12 @@ type pair struct {
 
 func startPair(t testing.TB) *pair {
 	t.Helper()
+	return startPairMTU(t, 1200)
+}
+
+// startPairMTU is startPair with both ends at mtu.
+func startPairMTU(t testing.TB, mtu int) *pair {
+	t.Helper()
 	l := lab.NewT(t)
 	bin := roamtun(t)
 	p := &pair{lab: l}
@@ -33,16 +39,17 @@ func startPair(t testing.TB) *pair {
 	}
 	secrets := writeFile(t, l.Dir(), "chap-secrets", goodSecrets, 0o600)
 	dial := p.home.Exec(bin, "serve", "--local", "10.9.0.1", "--peer", "10.9.0.2", "--dns", "10.9.0.53",
-		"--require-chap", "--secrets", secrets, "--interface", "rtsrv0")
+		"--require-chap", "--secrets", secrets, "--interface", "rtsrv0", "--mtu", fmt.Sprint(mtu))
 	cfg := writeFile(t, l.Dir(), "roamtun.toml", fmt.Sprintf(`[profile.home]
 dial_command = %s
 secrets = %q
 interface = "roamtun0"
-`, tomlList(dial...), secrets), 0o644)
+mtu = %d
+`, tomlList(dial...), secrets, mtu), 0o644)
 	if p.connect, err = p.laptop.StartProc(nil, bin, "connect", "--config", cfg, "home"); err != nil {
 		t.Fatal(err)
 	}
-	if p.up, err = p.connect.WaitOutput(`up: roamtun0 10\.9\.0\.2 -> 10\.9\.0\.1 dns 10\.9\.0\.53 mtu 1200 in \S+`, 60*time.Second); err != nil {
+	if p.up, err = p.connect.WaitOutput(`up: roamtun0 10\.9\.0\.2 -> 10\.9\.0\.1 dns 10\.9\.0\.53 mtu `+fmt.Sprint(mtu)+` in \S+`, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return p
