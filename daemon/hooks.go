@@ -15,10 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/roamtun/roamtun/internal/safefile"
+	"github.com/roamtun/roamtun/watcher"
 )
 
 // HookEnv is what a hook is told about the link (as environment variables).
@@ -132,10 +131,10 @@ func (h *Hooks) runAll(dir, event string, env HookEnv) {
 	}
 	slices.Sort(names)
 	vars := append(os.Environ(),
-		"ROAMTUN_EVENT="+event, "PROFILE="+envSafe(env.Profile), "IFNAME="+envSafe(env.Ifname),
+		"ROAMTUN_EVENT="+event, "PROFILE="+escapeEnv(env.Profile), "IFNAME="+escapeEnv(env.Ifname),
 		"LOCAL="+addrOrEmpty(env.Local), "REMOTE="+addrOrEmpty(env.Remote),
-		"DNS="+joinAddrList(env.DNS), "SSID="+envSafe(env.SSID), "SSID_HEX="+hex.EncodeToString([]byte(env.SSID)),
-		"UPLINK="+envSafe(env.Interface))
+		"DNS="+joinAddrList(env.DNS), "SSID="+escapeEnv(env.SSID), "SSID_HEX="+hex.EncodeToString([]byte(env.SSID)),
+		"UPLINK="+escapeEnv(env.Interface))
 	for _, name := range names {
 		path := filepath.Join(dir, name)
 		f, why := openHook(path)
@@ -240,29 +239,6 @@ func (h *Hooks) runOne(f *os.File, path, event string, vars []string) {
 	}
 }
 
-// envSafe makes s fit for an environment variable a shell script reads:
-// printable UTF-8 passes; a backslash becomes \\ and every other byte
-// (NUL, newline, control characters, invalid UTF-8) \xHH. SSIDs are any 32
-// bytes; SSID_HEX carries them exactly.
-func envSafe(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == utf8.RuneError && size <= 1, !unicode.IsPrint(r):
-			for _, c := range []byte(s[i : i+size]) {
-				fmt.Fprintf(&b, `\x%02x`, c)
-			}
-		default:
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
-}
-
 func addrOrEmpty(a netip.Addr) string {
 	if !a.IsValid() {
 		return ""
@@ -277,3 +253,9 @@ func joinAddrList(as []netip.Addr) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// escapeEnv makes s fit for an environment variable a shell script reads:
+// printable UTF-8 passes; a backslash becomes \\ and every other byte
+// (NUL, newline, control characters, invalid UTF-8) \xHH — as SSIDs are
+// shown everywhere (SSID_HEX carries them exactly).
+func escapeEnv(s string) string { return watcher.EscapeSSID(s) }

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/roamtun/roamtun/internal/atomicfile"
+	"github.com/roamtun/roamtun/internal/tomlfile"
 )
 
 // ManagedFile is the one policy file roamtun itself edits (trust/untrust);
@@ -171,16 +172,16 @@ func render(rules []TrustSpec) []byte {
 	for _, r := range rules {
 		b.WriteString("\n[[rule]]\n")
 		if r.Interface == "ethernet" {
-			fmt.Fprintf(&b, "name = %s\n", tomlString("cli: wired, gateway "+strings.Join(r.GatewayMAC, ",")))
+			fmt.Fprintf(&b, "name = %s\n", tomlfile.Quote("cli: wired, gateway "+strings.Join(r.GatewayMAC, ",")))
 			b.WriteString("interface = \"ethernet\"\n")
 		} else {
-			fmt.Fprintf(&b, "name = %s\n", tomlString("cli: "+quoteSSID(r.SSID)))
+			fmt.Fprintf(&b, "name = %s\n", tomlfile.Quote("cli: "+quoteSSID(r.SSID)))
 			b.WriteString("interface = \"wifi\"\n")
 		}
 		if r.Interface == "ethernet" {
 			// named by the gateway's MAC alone
 		} else if utf8.ValidString(r.SSID) && !strings.ContainsAny(r.SSID, `*?[\`) {
-			fmt.Fprintf(&b, "ssid = %s\n", tomlString(r.SSID))
+			fmt.Fprintf(&b, "ssid = %s\n", tomlfile.Quote(r.SSID))
 		} else {
 			fmt.Fprintf(&b, "ssid_hex = %q\n", hex.EncodeToString([]byte(r.SSID)))
 		}
@@ -188,11 +189,11 @@ func render(rules []TrustSpec) []byte {
 		writeList(&b, "security", r.Security)
 		writeList(&b, "gateway_mac", r.GatewayMAC)
 		if r.Verify != "" {
-			fmt.Fprintf(&b, "verify = %s\n", tomlString(r.Verify))
+			fmt.Fprintf(&b, "verify = %s\n", tomlfile.Quote(r.Verify))
 		}
 		b.WriteString("action = \"trust\"\n")
 		if r.Profile != "" {
-			fmt.Fprintf(&b, "profile = %s\n", tomlString(r.Profile))
+			fmt.Fprintf(&b, "profile = %s\n", tomlfile.Quote(r.Profile))
 		}
 	}
 	return []byte(b.String())
@@ -204,28 +205,9 @@ func writeList(b *strings.Builder, key string, vals []string) {
 	}
 	q := make([]string, len(vals))
 	for i, v := range vals {
-		q[i] = tomlString(v)
+		q[i] = tomlfile.Quote(v)
 	}
 	fmt.Fprintf(b, "%s = [%s]\n", key, strings.Join(q, ", "))
-}
-
-// tomlString quotes valid UTF-8 as a TOML basic string.
-func tomlString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04X`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 func writeManaged(dir string, rules []TrustSpec, profiles Profiles) error {

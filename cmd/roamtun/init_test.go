@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/roamtun/roamtun/internal/tomlfile"
 )
 
 // TestInitUsage: bad PROFILE, --server and --host-key are usage errors
@@ -42,7 +44,7 @@ func TestDropTable(t *testing.T) {
 	if got := string(dropTable([]byte(in), "profile.home")); got != want {
 		t.Errorf("dropTable:\n%s\nwant:\n%s", got, want)
 	}
-	if got := tomlString("a\"b\\c\n"); got != `"a\"b\\c\u000A"` {
+	if got := tomlfile.Quote("a\"b\\c\n"); got != `"a\"b\\c\u000A"` {
 		t.Errorf("tomlString: %s", got)
 	}
 }

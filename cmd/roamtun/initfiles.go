@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/roamtun/roamtun/internal/serve"
+	"github.com/roamtun/roamtun/internal/tomlfile"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -154,7 +155,7 @@ func writeLaptopFiles(o initOptions, p initPaths, cfgText []byte, pin string, l 
 	var t strings.Builder
 	fmt.Fprintf(&t, "[profile.%s]\n# written by roamtun init %s: %s@%s, peer %s, server %s\n",
 		o.profile, time.Now().UTC().Format(time.RFC3339), o.user, net.JoinHostPort(o.host, strconv.Itoa(o.port)), l.Peer, l.Local)
-	kv := func(k, v string) { fmt.Fprintf(&t, "%-13s = %s\n", k, tomlString(v)) }
+	kv := func(k, v string) { fmt.Fprintf(&t, "%-13s = %s\n", k, tomlfile.Quote(v)) }
 	kv("host", o.host)
 	fmt.Fprintf(&t, "%-13s = %d\n", "port", o.port)
 	kv("user", l.User)
@@ -223,23 +224,4 @@ func dropTable(text []byte, name string) []byte {
 		}
 	}
 	return out
-}
-
-// tomlString quotes s as a TOML basic string.
-func tomlString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04X`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }
