@@ -50,8 +50,8 @@ type DialCause string
 // Dial causes.
 const (
 	CauseFirst   DialCause = "first"          // the tunnel starts
-	CauseDrop    DialCause = "link-dropped"   // at once after a link that was up went down
-	CauseBackoff DialCause = "backoff"        // the wait after a failed attempt ran out
+	CauseDrop    DialCause = "link-dropped"   // after a link that was up went down
+	CauseBackoff DialCause = "backoff"        // after an attempt that never came up (at once the first time, then waiting)
 	CauseNetwork DialCause = "network-change" // the network changed during the wait (or under the link)
 )
 
@@ -243,7 +243,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) error {
 		switch {
 		case kicked.Load() || moved.Load():
 			cause = CauseNetwork
-		case wait == 0:
+		case !upAt.IsZero():
 			cause = CauseDrop
 		default:
 			cause = CauseBackoff
