@@ -29,12 +29,7 @@ func startEngineLab(t *testing.T) *engineLab {
 	for _, c := range []string{"pppd", "sshd", "ethtool", "nft", "xz"} {
 		lab.RequireCommand(t, c)
 	}
-	if _, err := lab.WifiKernel(); err != nil {
-		if os.Getenv("ROAMTUN_REQUIRE_PRIVILEGED") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	requireWifiKernel(t)
 	e := &engineLab{l: l}
 	var err error
 	if e.cafe, err = l.Namespace("cafe"); err != nil {
@@ -65,6 +60,18 @@ cat /etc/resolv.conf > /run/resolv.conf
 mount --bind /run/resolv.conf /etc/resolv.conf
 mkdir -p /run/state`, lab.LaptopIP, lab.CafeLaptopIP))
 	return e
+}
+
+// requireWifiKernel skips the test when the Wi-Fi UML kernel is missing
+// (fails instead under ROAMTUN_REQUIRE_PRIVILEGED=1).
+func requireWifiKernel(t *testing.T) {
+	t.Helper()
+	if _, err := lab.WifiKernel(); err != nil {
+		if os.Getenv("ROAMTUN_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
 }
 
 // tapFor makes a tap in ns, up and addressed, before a guest attaches to
@@ -234,11 +241,41 @@ func TestPPPDEngineToServe(t *testing.T) {
 // `pppd notty`.
 func TestPPPDEngineToStockPPPD(t *testing.T) {
 	e := startEngineLab(t)
-	dir := e.l.Dir()
 	run(t, e.home, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	run(t, e.cafe, "ip", "route", "add", "10.202.0.0/24", "via", lab.HomeIP)
-	tap := tapFor(t, e.home, e.l.Prefix()+"srv", "10.202.0.1/24")
-	srv, err := e.l.StartWifiGuestIn(e.home, "server", 2, "vec0:transport=tap,ifname="+tap)
+	srv := startStockPPPDServer(t, e.l, e.home, "local nolock noipv6 lcp-echo-interval 1 lcp-echo-failure 3", "")
+	if _, err := e.laptop.Poll(30*time.Second, 200*time.Millisecond, "ping -c 1 -W 2 "+stockServerIP); err != nil {
+		out, _ := srv.g.Run(5*time.Second, "cat /run/sshd.log")
+		t.Fatalf("server guest unreachable: %v\nsshd:\n%s", err, out)
+	}
+	cfg := e.profile(t, stockServerIP, 22, "root", srv.clientKey, srv.knownHosts)
+	e.runEngine(t, cfg, func() {
+		if out, err := srv.g.Run(10*time.Second, `kill -KILL $(pidof pppd)`); err != nil {
+			t.Fatalf("killing the far end's pppd: %v %s", err, out)
+		}
+	})
+}
+
+// stockServerIP is the stock pppd server guest's address on its tap; the
+// tap's own end (in the namespace the guest runs in) is 10.202.0.1/24.
+const stockServerIP = "10.202.0.2"
+
+// stockServer is a Wi-Fi kernel guest whose OpenSSH sshd lets root run
+// only stock `pppd notty` (CHAP both ways with goodSecrets, 10.9.0.1 ->
+// 10.9.0.2, DNS 10.9.0.53), and the laptop's key and known_hosts for it.
+type stockServer struct {
+	g                     *lab.WifiGuest
+	clientKey, knownHosts string // host paths
+}
+
+// startStockPPPDServer boots the server guest in ns on a tap there, with
+// pppdOpts appended to pppd's forced command line and setup (a guest
+// script) run before sshd starts.
+func startStockPPPDServer(t *testing.T, l *lab.Lab, ns *lab.Namespace, pppdOpts, setup string) *stockServer {
+	t.Helper()
+	dir := l.Dir()
+	tap := tapFor(t, ns, l.Prefix()+"srv", "10.202.0.1/24")
+	srv, err := l.StartWifiGuestIn(ns, "server", 2, "vec0:transport=tap,ifname="+tap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,11 +289,11 @@ func TestPPPDEngineToStockPPPD(t *testing.T) {
 		t.Fatal(err)
 	}
 	pppd := "/usr/sbin/pppd notty require-chap name server remotename client ms-dns 10.9.0.53 10.9.0.1:10.9.0.2 " +
-		"local nolock noipv6 lcp-echo-interval 1 lcp-echo-failure 3 ip-up-script /bin/true ip-down-script /bin/true"
+		"ip-up-script /bin/true ip-down-script /bin/true " + pppdOpts
 	writeFile(t, dir, "authorized_keys", fmt.Sprintf("restrict,command=%q %s\n", pppd, pub), 0o644)
 	g := srv.GuestPath
 	writeFile(t, dir, "sshd_config", fmt.Sprintf(`Port 22
-ListenAddress 10.202.0.2
+ListenAddress %s
 HostKey %s
 PidFile none
 AuthorizedKeysFile %s
@@ -269,11 +306,12 @@ StrictModes no
 UseDNS no
 PrintMotd no
 PrintLastLog no
-`, g(hostKey), g(filepath.Join(dir, "authorized_keys"))), 0o644)
+`, stockServerIP, g(hostKey), g(filepath.Join(dir, "authorized_keys"))), 0o644)
 	secrets := writeFile(t, dir, "server-chap-secrets", goodSecrets, 0o600)
 	// root's shell /bin/sh (bash's rc files would run for every ssh
 	// command), the server's chap-secrets, then sshd.
-	guestRun(t, srv, 30*time.Second, fmt.Sprintf(`ip addr add 10.202.0.2/24 dev vec0
+	guestRun(t, srv, 30*time.Second, fmt.Sprintf(`set -e
+ip addr add %s/24 dev vec0
 ip link set vec0 up
 ip route add default via 10.202.0.1
 cp /etc/passwd /run/passwd
@@ -282,17 +320,9 @@ mount --bind /run/passwd /etc/passwd
 cat %s > /run/chap-secrets
 chmod 600 /run/chap-secrets
 mount --bind /run/chap-secrets /etc/ppp/chap-secrets
+%s
 mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f %s >/run/sshd.log 2>&1 </dev/null &`, g(secrets), g(filepath.Join(dir, "sshd_config"))))
-	if _, err := e.laptop.Poll(30*time.Second, 200*time.Millisecond, "ping -c 1 -W 2 10.202.0.2"); err != nil {
-		out, _ := srv.Run(5*time.Second, "cat /run/sshd.log")
-		t.Fatalf("server guest unreachable: %v\nsshd:\n%s", err, out)
-	}
-	knownHosts := writeFile(t, dir, "known_hosts", "10.202.0.2 "+hpub+"\n", 0o644)
-	cfg := e.profile(t, "10.202.0.2", 22, "root", clientKey, knownHosts)
-	e.runEngine(t, cfg, func() {
-		if out, err := srv.Run(10*time.Second, `kill -KILL $(pidof pppd)`); err != nil {
-			t.Fatalf("killing the far end's pppd: %v %s", err, out)
-		}
-	})
+/usr/sbin/sshd -D -e -f %s >/run/sshd.log 2>&1 </dev/null &`, stockServerIP, g(secrets), setup, g(filepath.Join(dir, "sshd_config"))))
+	knownHosts := writeFile(t, dir, "known_hosts", stockServerIP+" "+hpub+"\n", 0o644)
+	return &stockServer{g: srv, clientKey: clientKey, knownHosts: knownHosts}
 }
