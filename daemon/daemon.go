@@ -782,10 +782,14 @@ func (d *Daemon) stop(ctx context.Context) {
 	}
 	d.run = nil
 	r.cancel()
-	<-r.done
+	// Routes, firewall and DNS go back now; the link says its goodbye (LCP
+	// Terminate, the transport closed — seconds, when the far end is
+	// gone) in the background, off the state machine: the guard refuses
+	// what the run might still try after Close. Run joins it at the end.
 	if err := r.guard.Close(ctx); err != nil {
 		d.log.Error("restoring routes and DNS", "err", err)
 	}
+	d.bg.Go(func() { <-r.done })
 	d.mu.Lock()
 	d.stats = nil
 	d.mu.Unlock()

@@ -86,6 +86,9 @@ func (s fakeStandby) Stop() error { s.tr.add("standby stop"); return nil }
 type fakeLinks struct {
 	tr   *transcript
 	runs chan *fakeRun
+	// hold, when set, keeps a cancelled run from returning until it is
+	// closed: a link whose goodbye takes long (the far end is gone).
+	hold chan struct{}
 }
 
 type fakeRun struct {
@@ -100,10 +103,12 @@ func newFakeLinks(tr *transcript) *fakeLinks {
 func (f *fakeLinks) Supervise(ctx context.Context, o tunnel.SuperviseOptions) error {
 	r := &fakeRun{o: o, events: make(chan tunnel.Event)}
 	f.runs <- r
-	defer f.tr.add("link stopped")
 	for {
 		select {
 		case <-ctx.Done():
+			if f.hold != nil {
+				<-f.hold
+			}
 			return nil
 		case ev := <-r.events:
 			if ev.Kind == tunnel.EventDialing {

@@ -276,7 +276,7 @@ func TestStates(t *testing.T) {
 			h.network(cafe)
 			h.tunnelUp()
 			h.network(noNetwork)
-			h.expect(daemon.StateIdle, "link stopped", "guard close", "standby close wlan0")
+			h.expect(daemon.StateIdle, "guard close", "standby close wlan0")
 			h.network(cafe)
 			h.run = nil
 			h.tunnelUp()
@@ -285,7 +285,7 @@ func TestStates(t *testing.T) {
 			h.network(cafe)
 			h.tunnelUp()
 			h.network(home1) // wlan0 stays open: from held by the guard to trusted
-			h.expect(daemon.StateDirect, "link stopped", "guard close")
+			h.expect(daemon.StateDirect, "guard close")
 		}},
 		{"a block rule locks down without dialing", func(h *harness) {
 			h.network(hostile)
@@ -306,7 +306,7 @@ func TestStates(t *testing.T) {
 			if err := h.d.Down(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			h.expect(daemon.StateDirect, "link stopped", "guard close")
+			h.expect(daemon.StateDirect, "guard close")
 			h.network(hostile) // another network: the override ends
 			h.expect(daemon.StateBlocked, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
 		}},
@@ -343,7 +343,7 @@ func TestStates(t *testing.T) {
 			h.networks(cafe, cafeOnWlan1)
 			h.tunnelUp()
 			h.networks(cafeOnWlan1) // wlan0 gone: wlan1 is the primary now
-			h.expect(daemon.StateConnecting, "link stopped", "guard close", "standby close wlan0",
+			h.expect(daemon.StateConnecting, "guard close", "standby close wlan0",
 				"protect home 198.51.100.7 lockdown=true", "standby open wlan1")
 		}},
 		{"judged networks are remembered, newest first, one entry each", func(h *harness) {
@@ -352,12 +352,22 @@ func TestStates(t *testing.T) {
 			h.network(cafe) // wlan0 was open for home: closed before the guard holds it
 			h.expect(daemon.StateConnecting, "standby close wlan0", "protect home 198.51.100.7 lockdown=true", "standby open wlan0")
 			h.network(home1)
-			h.expect(daemon.StateDirect, "link stopped", "guard close")
+			h.expect(daemon.StateDirect, "guard close")
 			seen := h.d.Seen()
 			if len(seen) != 2 || seen[0].SSID != "Home" || seen[0].Action != "trust" ||
 				seen[1].SSID != "Cafe" || seen[1].Action != "tunnel" || seen[0].LastSeen == "" {
 				t.Errorf("seen: %+v", seen)
 			}
+		}},
+		{"a slow goodbye does not hold the state machine", func(h *harness) {
+			h.network(cafe)
+			h.tunnelUp()
+			h.links.hold = make(chan struct{})
+			h.network(noNetwork) // the link is still saying goodbye…
+			h.expect(daemon.StateIdle, "guard close", "standby close wlan0")
+			h.network(home1) // …and the daemon goes on meanwhile
+			h.expect(daemon.StateDirect, "standby open wlan0")
+			close(h.links.hold)
 		}},
 		{"a captive portal: signed in within the window", func(h *harness) {
 			h.network(portal)

@@ -96,7 +96,17 @@ type guard struct {
 	dnsEntry *journal.Entry
 	stopKeep context.CancelFunc
 	keepDone chan struct{}
+
+	// life orders a run's calls (Up, Down, Refresh, UseServer) against
+	// Close: the daemon closes the guard without waiting for the run to
+	// wind down, and a run still finishing in the background must not
+	// bring routes or DNS back after it.
+	life   sync.Mutex
+	closed bool
 }
+
+// errGuardClosed: the run outlived its guard (it is being stopped).
+var errGuardClosed = errors.New("the tunnel is being stopped")
 
 // Protect finds how the server is reached now, before anything changes, and
 // sets up the routing (and with the profile's lockdown, the firewall): from
@@ -120,6 +130,11 @@ func (s *System) Protect(ctx context.Context, p *config.Profile, server netip.Ad
 // servers IPCP gave (and with ipv6 = "tunnel", those the far end's router
 // advertisement gave).
 func (g *guard) Up(ctx context.Context, ifname string, sess ppp.Session) error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.closed {
+		return errGuardClosed
+	}
 	if err := g.routing.TunnelUp(ifname, sess); err != nil {
 		return err
 	}
@@ -138,19 +153,43 @@ func (g *guard) Forbidden() []ppp.Forbidden { return g.routing.Forbidden() }
 
 // UseServer moves the server's host route and the lockdown's hole to addr,
 // another address of the same server, before a dial.
-func (g *guard) UseServer(addr netip.Addr) error { return g.routing.UseServer(addr) }
+func (g *guard) UseServer(addr netip.Addr) error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.closed {
+		return errGuardClosed
+	}
+	return g.routing.UseServer(addr)
+}
 
 // Refresh puts the server's route in line with the uplink before a dial
 // (a new gateway after a roam, a flushed interface).
-func (g *guard) Refresh() error { return g.routing.Refresh() }
+func (g *guard) Refresh() error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.closed {
+		return errGuardClosed
+	}
+	return g.routing.Refresh()
+}
 
 // Down notes that the TUN went away (its routes went with it). DNS stays
 // pointed at the tunnel's servers while redialing, so no query leaks to the
 // untrusted network's resolver meanwhile.
-func (g *guard) Down() { g.routing.TunnelDown() }
+func (g *guard) Down() {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if !g.closed {
+		g.routing.TunnelDown()
+	}
+}
 
-// Close undoes everything Protect and Up did, newest first.
+// Close undoes everything Protect and Up did, newest first; later calls of
+// the run's are no-ops.
 func (g *guard) Close(ctx context.Context) error {
+	g.life.Lock()
+	defer g.life.Unlock()
+	g.closed = true
 	return errors.Join(g.dnsClose(ctx), g.routing.Teardown())
 }
 

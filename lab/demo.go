@@ -212,16 +212,25 @@ secrets = %q
 	} else {
 		step("the laptop leaves the network (lease released): idle in %s", took.Round(time.Millisecond))
 	}
-	after, err := demoSnapshot(tri.Laptop)
-	if err != nil {
-		return err
-	}
 	// While the daemon runs, its standby firewall keeps any network it has
-	// not judged yet locked down; everything else is as before.
-	if after = standbyRE.ReplaceAllString(after, ""); after != bare {
-		return fmt.Errorf("not restored exactly:\nbefore:\n%s\nafter:\n%s", bare, after)
+	// not judged yet locked down; everything else is as before. Routes,
+	// firewall and DNS go back with the state; the old link says its
+	// goodbye in the background, and its TUN goes with it a moment later.
+	var after string
+	restored := time.Now()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if after, err = demoSnapshot(tri.Laptop); err != nil {
+			return err
+		}
+		if after = standbyRE.ReplaceAllString(after, ""); after == bare {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not restored exactly:\nbefore:\n%s\nafter:\n%s", bare, after)
+		}
 	}
-	step("routes, rules (v4, v6), firewall and resolv.conf: as before (but the daemon's standby lockdown)")
+	step("routes, rules (v4, v6), firewall and resolv.conf: as before (but the daemon's standby lockdown), the tunnel's device gone %s later",
+		time.Since(restored).Round(time.Millisecond))
 	d.Cmd.Process.Signal(syscall.SIGTERM)
 	if code, err := d.Wait(20 * time.Second); err != nil || code != 0 {
 		return fmt.Errorf("daemon exit %d (%v)", code, err)
