@@ -57,6 +57,7 @@ type ProbeNetwork struct {
 	Address    string `json:"address,omitempty"`
 	Gateway    string `json:"gateway,omitempty"`
 	GatewayMAC string `json:"gateway_mac,omitempty"`
+	Connection string `json:"connection,omitempty"` // networkmanager: the profile's id
 }
 
 // SSID returns the network's SSID bytes.

@@ -3,7 +3,7 @@
 // watcher code where the host cannot: inside a user-mode-linux guest with
 // simulated Wi-Fi, against that kernel's nl80211 and rtnetlink.
 //
-//	watchprobe [-sources nl80211,netlink] [-merged]
+//	watchprobe [-sources nl80211,netlink,networkmanager] [-nm-bus ADDRESS] [-merged]
 //
 // Each source runs on its own: its nl80211 events are printed as they come
 // ("event"), and after every hint it is observed again and its networks are
@@ -33,6 +33,7 @@ import (
 
 	"github.com/roamtun/roamtun/lab"
 	"github.com/roamtun/roamtun/watcher"
+	"github.com/roamtun/roamtun/watcher/networkmanager"
 	"github.com/roamtun/roamtun/watcher/nl80211"
 	"github.com/roamtun/roamtun/watcher/rtnetlink"
 )
@@ -65,7 +66,7 @@ func netsOf(ns []watcher.Network) []lab.ProbeNetwork {
 	out := make([]lab.ProbeNetwork, 0, len(ns))
 	for _, n := range ns {
 		p := lab.ProbeNetwork{Interface: n.Interface, Kind: string(n.Kind), SSIDHex: hex.EncodeToString([]byte(n.SSID)),
-			BSSID: n.BSSID, Security: string(n.Security), Frequency: n.Frequency, GatewayMAC: n.GatewayMAC}
+			BSSID: n.BSSID, Security: string(n.Security), Frequency: n.Frequency, GatewayMAC: n.GatewayMAC, Connection: n.Connection}
 		if n.Address.IsValid() {
 			p.Address = n.Address.String()
 		}
@@ -89,6 +90,9 @@ func cmdName(c uint8) string {
 	return fmt.Sprint(c)
 }
 
+// nmBus is the networkmanager source's system bus ("": the default one).
+var nmBus string
+
 func newSources(names []string, onEvent func(nl80211.Event), log *slog.Logger) ([]watcher.Source, error) {
 	var ss []watcher.Source
 	for _, n := range names {
@@ -97,8 +101,10 @@ func newSources(names []string, onEvent func(nl80211.Event), log *slog.Logger) (
 			ss = append(ss, &nl80211.Source{OnEvent: onEvent, Log: log})
 		case "netlink":
 			ss = append(ss, &rtnetlink.Source{Ignore: []string{"roamtun0"}, Log: log})
+		case "networkmanager":
+			ss = append(ss, &networkmanager.Source{BusAddress: nmBus, Log: log})
 		default:
-			return nil, fmt.Errorf("unknown source %q (nl80211, netlink)", n)
+			return nil, fmt.Errorf("unknown source %q (nl80211, netlink, networkmanager)", n)
 		}
 	}
 	return ss, nil
@@ -164,6 +170,7 @@ func follow(ctx context.Context, s watcher.Source) {
 
 func main() {
 	sources := flag.String("sources", "nl80211,netlink", "comma-separated sources to run")
+	flag.StringVar(&nmBus, "nm-bus", "", "the networkmanager source's system bus address (default: the system bus)")
 	merged := flag.Bool("merged", false, "also run a watcher.Watcher over the sources and print its merged view")
 	flag.Parse()
 	names := strings.Split(*sources, ",")

@@ -141,6 +141,12 @@ func (s *Source) Observe(ctx context.Context) ([]watcher.Network, error) {
 	var out []watcher.Network
 	for _, ap := range actives {
 		ns, err := s.active(c, ap, ap == primary, global)
+		if vanished(err) {
+			// Deactivated between the list and the look (seen on every
+			// switch from one Wi-Fi network to the next): already gone.
+			s.log().Debug("NetworkManager: active connection went away while observed", "err", err)
+			continue
+		}
 		if err != nil {
 			s.log().Warn("NetworkManager: active connection not understood", "err", err)
 			continue
@@ -148,6 +154,23 @@ func (s *Source) Observe(ctx context.Context) ([]watcher.Network, error) {
 		out = append(out, ns...)
 	}
 	return out, nil
+}
+
+// vanished reports whether err says an object is not (any longer) on the
+// bus. NetworkManager (GDBus) answers UnknownMethod "Object does not exist
+// at path" for a removed object; other services say UnknownObject.
+func vanished(err error) bool {
+	var de dbus.Error
+	if !errors.As(err, &de) {
+		return false
+	}
+	switch de.Name {
+	case "org.freedesktop.DBus.Error.UnknownObject":
+		return true
+	case "org.freedesktop.DBus.Error.UnknownMethod":
+		return len(de.Body) > 0 && strings.HasPrefix(fmt.Sprint(de.Body[0]), "Object does not exist at path")
+	}
+	return false
 }
 
 func (s *Source) active(c *dbus.Conn, path dbus.ObjectPath, primary bool, global uint32) ([]watcher.Network, error) {

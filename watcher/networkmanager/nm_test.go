@@ -2,6 +2,8 @@ package networkmanager
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -290,6 +292,27 @@ func TestSecurityFlags(t *testing.T) {
 	} {
 		if got := Security(c.flags, c.wpa, c.rsn); got != c.want {
 			t.Errorf("%#x %#x %#x: %s, want %s", c.flags, c.wpa, c.rsn, got, c.want)
+		}
+	}
+}
+
+// TestVanished: an object removed between listing and reading is told
+// apart from other failures (GDBus's wording, and the generic error).
+func TestVanished(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("/x Type: %w", err) }
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{wrap(dbus.Error{Name: "org.freedesktop.DBus.Error.UnknownMethod", Body: []any{"Object does not exist at path “/org/freedesktop/NetworkManager/ActiveConnection/1”"}}), true},
+		{wrap(dbus.Error{Name: "org.freedesktop.DBus.Error.UnknownObject", Body: []any{"gone"}}), true},
+		{wrap(dbus.Error{Name: "org.freedesktop.DBus.Error.UnknownMethod", Body: []any{"No such interface"}}), false},
+		{wrap(dbus.Error{Name: "org.freedesktop.DBus.Error.AccessDenied"}), false},
+		{errors.New("boom"), false},
+		{nil, false},
+	} {
+		if got := vanished(c.err); got != c.want {
+			t.Errorf("vanished(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
