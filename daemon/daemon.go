@@ -670,6 +670,12 @@ func (d *Daemon) dial(ctx context.Context, r *tunnelRun, servers []netip.Addr) {
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
+	// Once every known address has failed, the current network's DNS is
+	// asked again, on Supervise's goroutine (the state machine never waits
+	// for it).
+	rot.Refresh(rctx, p.Host, p.Addresses, d.o.Resolver, func(err error) {
+		d.log.Debug("looking the server up again", "host", p.Host, "err", err)
+	})
 	kick := make(chan struct{}, 1)
 	var src netmon.SourceWatch // the uplink address the link came up over
 	// Both goroutines belong to the run: stop cancels rctx and waits for
@@ -808,8 +814,8 @@ func (d *Daemon) profile(name string) (*config.Profile, error) {
 }
 
 // candidates returns the addresses to dial p's server at (serveraddr):
-// pinned ones, else those learnt where they could be believed, then the
-// current network's answers.
+// pinned ones, else those learnt where they could be believed, else the
+// current network's answers (dial asks it again when all have failed).
 func (d *Daemon) candidates(ctx context.Context, p *config.Profile) ([]netip.Addr, error) {
 	if p.Host == "" {
 		return nil, fmt.Errorf("profile %s has no host: the daemon needs one to route around the tunnel", p.Name)

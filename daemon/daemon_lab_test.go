@@ -95,6 +95,15 @@ func sysState(t *testing.T) string {
 	return b.String()
 }
 
+// restored checks the system is back to before (lab.Restored: the tunnel
+// device may take a moment longer than the rest).
+func restored(t *testing.T, before, what string) {
+	t.Helper()
+	if d := lab.Restored(before, func() string { return sysState(t) }, "roamtun0", 15*time.Second); d != "" {
+		t.Fatalf("%s: %s", what, d)
+	}
+}
+
 func openFDs() int {
 	ents, _ := os.ReadDir("/proc/self/fd")
 	return len(ents)
@@ -203,16 +212,12 @@ keepalive = "1s"
 
 	nets <- homeNet
 	waitState(daemon.StateDirect, "trusted network")
-	if after := sysState(t); after != before {
-		t.Fatalf("trusted: not restored:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
+	restored(t, before, "trusted")
 	nets <- evilTwin
 	waitState(daemon.StateUp, "evil twin (open, trusted SSID)")
 	nets <- watcher.Network{}
 	waitState(daemon.StateIdle, "network gone")
-	if after := sysState(t); after != before {
-		t.Fatalf("network gone: not restored:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
+	restored(t, before, "network gone")
 	nets <- watcher.Network{Interface: "wan0", Kind: watcher.KindWifi, SSID: "EvilCorp", Security: watcher.SecurityWPA2, Gateway: gw}
 	waitState(daemon.StateBlocked, "block rule")
 	if out, err := exec.Command("ping", "-c", "1", "-W", "1", lab.CafeLaptopIP).CombinedOutput(); err == nil {
@@ -275,9 +280,7 @@ keepalive = "1s"
 		nets <- watcher.Network{}
 		waitState(daemon.StateIdle, "flap gone")
 	}
-	if after := sysState(t); after != before {
-		t.Fatalf("after 200 flaps: not restored:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
+	restored(t, before, "after 200 flaps")
 	nets <- cafe
 	waitState(daemon.StateUp, "after the flaps")
 	runtime.GC()
@@ -298,7 +301,5 @@ keepalive = "1s"
 	if d.Status().State != daemon.StateStopped {
 		t.Errorf("state after stop: %s", d.Status().State)
 	}
-	if after := sysState(t); after != before {
-		t.Fatalf("stopped: not restored:\nbefore:\n%s\nafter:\n%s", before, after)
-	}
+	restored(t, before, "stopped")
 }

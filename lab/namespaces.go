@@ -366,3 +366,31 @@ func (ns *Namespace) RouteGet(dst string) string {
 	}
 	return strings.TrimSpace(out)
 }
+
+// Restored compares a system's state (as text from state) with before: at
+// once for everything but the lines naming device — routes, rules, firewall
+// and DNS are put back before the daemon reports the change — then, for up
+// to wait, until the device's lines are gone too (a link's goodbye runs in
+// the background). It returns "" when all is back, else what differs.
+func Restored(before string, state func() string, device string, wait time.Duration) string {
+	without := func(s string) string {
+		var keep []string
+		for l := range strings.SplitSeq(s, "\n") {
+			if !strings.Contains(l, device) {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	after := state()
+	if without(after) != without(before) {
+		return "not restored:\nbefore:\n" + before + "\nafter:\n" + after
+	}
+	for deadline := time.Now().Add(wait); after != before && time.Now().Before(deadline); after = state() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after != before {
+		return "the tunnel device " + device + " stayed:\nbefore:\n" + before + "\nafter:\n" + after
+	}
+	return ""
+}

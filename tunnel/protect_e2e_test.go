@@ -187,6 +187,11 @@ func (a sysSnapshot) whileDaemonRuns() sysSnapshot {
 	return a
 }
 
+// String is the snapshot as text, for lab.Restored.
+func (a sysSnapshot) String() string {
+	return fmt.Sprintf("%s\nresolv.conf (symlink %v):\n%s", a.net, a.symlink, a.resolv)
+}
+
 func (a sysSnapshot) diff(b sysSnapshot) string {
 	var d []string
 	if a.net != b.net {

@@ -74,6 +74,9 @@ func runConnect(e *env, args []string) (rerr error) {
 			return err
 		}
 		rot = serveraddr.NewRotation(servers)
+		rot.Refresh(e.ctx, p.Host, p.Addresses, nil, func(err error) {
+			e.log.Debug("looking the server up again", "host", p.Host, "err", err)
+		})
 		if guard, err = sys.Protect(e.ctx, p, servers[0]); err != nil {
 			return err
 		}

@@ -142,8 +142,10 @@ func Lookup(ctx context.Context, r Resolver, host string) ([]netip.Addr, error) 
 
 // Candidates returns the addresses to dial host at, in order: the pinned
 // ones alone if any; host itself if it is an address; else those the book
-// remembers, then fresh answers of the current network's DNS that are new.
-// A failed lookup is no error while the book knows an address.
+// remembers, without asking the current network (whose DNS may be poisoned
+// or, behind the standby firewall, unreachable: a roam does not wait for
+// it); else the current network's answers. Rotation.Refresh asks the
+// network again once every remembered address has failed.
 func Candidates(ctx context.Context, host string, pinned []netip.Addr, b *Book, r Resolver) ([]netip.Addr, error) {
 	if len(pinned) > 0 {
 		return slices.Clone(pinned), nil
@@ -151,17 +153,14 @@ func Candidates(ctx context.Context, host string, pinned []netip.Addr, b *Book, 
 	if a, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{a.Unmap()}, nil
 	}
-	out := b.Known(host)
-	fresh, err := Lookup(ctx, r, host)
-	for _, a := range fresh {
-		if !slices.Contains(out, a) {
-			out = append(out, a)
-		}
+	if known := b.Known(host); len(known) > 0 {
+		return known, nil
 	}
-	if len(out) == 0 {
-		if err == nil {
-			err = fmt.Errorf("resolving %s: no address", host)
-		}
+	out, err := Lookup(ctx, r, host)
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("resolving %s: no address", host)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -171,25 +170,66 @@ func Candidates(ctx context.Context, host string, pinned []netip.Addr, b *Book, 
 // address that last carried a session, and moves to the next after an
 // attempt that never came up.
 type Rotation struct {
-	mu    sync.Mutex
-	addrs []netip.Addr
-	i     int
+	mu      sync.Mutex
+	addrs   []netip.Addr
+	i       int
+	refresh func() []netip.Addr
 }
 
 // NewRotation starts at the first candidate. addrs must not be empty.
-func NewRotation(addrs []netip.Addr) *Rotation { return &Rotation{addrs: addrs} }
+func NewRotation(addrs []netip.Addr) *Rotation { return &Rotation{addrs: slices.Clone(addrs)} }
+
+// Refresh makes Next, when every candidate has failed, look host up again
+// (bounded by Lookup's deadline and ctx) and add the answers it does not
+// hold yet, tried after those. A failed lookup is passed to onErr (may be
+// nil) and the rotation wraps around as before. Pinned addresses and a
+// literal host are never looked up.
+func (r *Rotation) Refresh(ctx context.Context, host string, pinned []netip.Addr, res Resolver, onErr func(error)) {
+	if len(pinned) > 0 {
+		return
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refresh = func() []netip.Addr {
+		addrs, err := Lookup(ctx, res, host)
+		if err != nil && onErr != nil {
+			onErr(err)
+		}
+		return addrs
+	}
+}
 
 // Next returns the address for a dial attempt: attempt 1 (the first dial,
 // or the first after a session that came up) keeps the current address,
-// later attempts move on.
+// later attempts move on. Moving on from the last candidate refreshes the
+// list first (see Refresh); the lookup runs without the lock held.
 func (r *Rotation) Next(attempt int) netip.Addr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if attempt > 1 {
-		r.i = (r.i + 1) % len(r.addrs)
+	if attempt <= 1 {
+		return r.addrs[r.i]
 	}
+	if r.i == len(r.addrs)-1 && r.refresh != nil {
+		refresh := r.refresh
+		r.mu.Unlock()
+		fresh := refresh()
+		r.mu.Lock()
+		for _, a := range fresh {
+			if !slices.Contains(r.addrs, a) {
+				r.addrs = append(r.addrs, a)
+			}
+		}
+	}
+	r.i = (r.i + 1) % len(r.addrs)
 	return r.addrs[r.i]
 }
 
 // Addrs returns every candidate.
-func (r *Rotation) Addrs() []netip.Addr { return slices.Clone(r.addrs) }
+func (r *Rotation) Addrs() []netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.addrs)
+}
