@@ -1,14 +1,11 @@
 package ppp
 
-import (
-	"bytes"
-	"fmt"
-	"testing"
-)
+import "bytes"
 
 // The framing as it was before the word-at-a-time rewrite (commit 6614536),
-// kept only so that BenchmarkEncodeDecodeBaseline measures the old and the
-// new code side by side, in one run on one machine. Not used by any test.
+// kept only so that the framing benchmarks measure the old and the new code
+// side by side, in one run on one machine (the "earlier" sub-benchmarks).
+// Not used by any test.
 
 // baseFCS16 updates an RFC 1662 frame check sequence with p. Start with 0xFFFF; a
 // frame whose bytes, FCS included, run through it gives 0xF0B8 when intact.
@@ -261,59 +258,4 @@ func (d *baseDecoder) frame(fn func(uint16, []byte)) {
 	}
 	d.stats.Frames++
 	fn(proto, f)
-}
-
-// BenchmarkEncodeDecodeBaseline is BenchmarkEncodeDecode on the old code.
-func BenchmarkEncodeDecodeBaseline(b *testing.B) {
-	for _, n := range []int{64, 576, 1200, 1500} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			p := benchPayload(n)
-			buf := make([]byte, 0, MaxEncodedLen(n))
-			d := newBaseDecoder(1600)
-			frames := 0
-			fn := func(uint16, []byte) { frames++ }
-			b.ReportAllocs()
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				buf = baseAppendFrame(buf[:0], ProtoIPv4, p, TxOptions{ACFC: true, PFC: true})
-				d.Feed(buf, fn)
-			}
-			if frames != b.N {
-				b.Fatalf("decoded %d of %d", frames, b.N)
-			}
-		})
-	}
-}
-
-// BenchmarkEncodeBaseline is BenchmarkEncode on the old code.
-func BenchmarkEncodeBaseline(b *testing.B) {
-	for _, n := range []int{64, 576, 1200, 1500} {
-		for _, accm := range []uint32{0, DefaultACCM} {
-			b.Run(fmt.Sprintf("%d/accm=%x", n, accm), func(b *testing.B) {
-				p := benchPayload(n)
-				buf := make([]byte, 0, MaxEncodedLen(n))
-				b.ReportAllocs()
-				b.SetBytes(int64(n))
-				for b.Loop() {
-					buf = baseAppendFrame(buf[:0], ProtoIPv4, p, TxOptions{ACCM: accm, ACFC: true, PFC: true})
-				}
-			})
-		}
-	}
-}
-
-// BenchmarkDecodeBaseline is BenchmarkDecode on the old code.
-func BenchmarkDecodeBaseline(b *testing.B) {
-	for _, n := range []int{64, 576, 1200, 1500} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			enc := AppendFrame(nil, ProtoIPv4, benchPayload(n), TxOptions{ACFC: true, PFC: true})
-			d := newBaseDecoder(1600)
-			fn := func(uint16, []byte) {}
-			b.ReportAllocs()
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				d.Feed(enc, fn)
-			}
-		})
-	}
 }

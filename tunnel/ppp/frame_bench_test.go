@@ -15,34 +15,51 @@ func benchPayload(n int) []byte {
 	return p
 }
 
+// framing is one implementation of the framing: the current code, and the
+// earlier one (frame_baseline_test.go) that each benchmark runs beside it.
+type framing struct {
+	name    string
+	append  func(dst []byte, proto uint16, payload []byte, o TxOptions) []byte
+	decoder func(maxFrame int) func(p []byte, fn func(proto uint16, payload []byte))
+}
+
+var framings = []framing{
+	{"current", AppendFrame, func(n int) func([]byte, func(uint16, []byte)) { return NewDecoder(n).Feed }},
+	{"earlier", baseAppendFrame, func(n int) func([]byte, func(uint16, []byte)) { return newBaseDecoder(n).Feed }},
+}
+
 func BenchmarkEncode(b *testing.B) {
 	for _, n := range []int{64, 576, 1200, 1500} {
 		for _, accm := range []uint32{0, DefaultACCM} {
-			b.Run(fmt.Sprintf("%d/accm=%x", n, accm), func(b *testing.B) {
-				p := benchPayload(n)
-				buf := make([]byte, 0, MaxEncodedLen(n))
-				b.ReportAllocs()
-				b.SetBytes(int64(n))
-				for b.Loop() {
-					buf = AppendFrame(buf[:0], ProtoIPv4, p, TxOptions{ACCM: accm, ACFC: true, PFC: true})
-				}
-			})
+			for _, f := range framings {
+				b.Run(fmt.Sprintf("%d/accm=%x/%s", n, accm, f.name), func(b *testing.B) {
+					p := benchPayload(n)
+					buf := make([]byte, 0, MaxEncodedLen(n))
+					b.ReportAllocs()
+					b.SetBytes(int64(n))
+					for b.Loop() {
+						buf = f.append(buf[:0], ProtoIPv4, p, TxOptions{ACCM: accm, ACFC: true, PFC: true})
+					}
+				})
+			}
 		}
 	}
 }
 
 func BenchmarkDecode(b *testing.B) {
 	for _, n := range []int{64, 576, 1200, 1500} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			enc := AppendFrame(nil, ProtoIPv4, benchPayload(n), TxOptions{ACFC: true, PFC: true})
-			d := NewDecoder(1600)
-			fn := func(uint16, []byte) {}
-			b.ReportAllocs()
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				d.Feed(enc, fn)
-			}
-		})
+		for _, f := range framings {
+			b.Run(fmt.Sprintf("%d/%s", n, f.name), func(b *testing.B) {
+				enc := AppendFrame(nil, ProtoIPv4, benchPayload(n), TxOptions{ACFC: true, PFC: true})
+				feed := f.decoder(1600)
+				fn := func(uint16, []byte) {}
+				b.ReportAllocs()
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					feed(enc, fn)
+				}
+			})
+		}
 	}
 }
 
@@ -50,21 +67,23 @@ func BenchmarkDecode(b *testing.B) {
 // built and parsed back, as the two ends of a link do.
 func BenchmarkEncodeDecode(b *testing.B) {
 	for _, n := range []int{64, 576, 1200, 1500} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			p := benchPayload(n)
-			buf := make([]byte, 0, MaxEncodedLen(n))
-			d := NewDecoder(1600)
-			frames := 0
-			fn := func(uint16, []byte) { frames++ }
-			b.ReportAllocs()
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				buf = AppendFrame(buf[:0], ProtoIPv4, p, TxOptions{ACFC: true, PFC: true})
-				d.Feed(buf, fn)
-			}
-			if frames != b.N {
-				b.Fatalf("decoded %d of %d", frames, b.N)
-			}
-		})
+		for _, f := range framings {
+			b.Run(fmt.Sprintf("%d/%s", n, f.name), func(b *testing.B) {
+				p := benchPayload(n)
+				buf := make([]byte, 0, MaxEncodedLen(n))
+				feed := f.decoder(1600)
+				frames := 0
+				fn := func(uint16, []byte) { frames++ }
+				b.ReportAllocs()
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					buf = f.append(buf[:0], ProtoIPv4, p, TxOptions{ACFC: true, PFC: true})
+					feed(buf, fn)
+				}
+				if frames != b.N {
+					b.Fatalf("decoded %d of %d", frames, b.N)
+				}
+			})
+		}
 	}
 }
