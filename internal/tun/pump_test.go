@@ -7,7 +7,8 @@ import (
 	"github.com/roamtun/roamtun/tunnel/ppp"
 )
 
-// fakeDev is a TUN that yields the same packet n times, then EOF.
+// fakeDev is a TUN (or a stream of frames) that yields the same packet
+// (chunk) n times, then EOF.
 type fakeDev struct {
 	pkt []byte
 	n   int
@@ -160,20 +161,6 @@ func TestPumpBatchesWhatIsReady(t *testing.T) {
 	}
 }
 
-// frameStream yields the same chunk of frames n times, then EOF.
-type frameStream struct {
-	chunk []byte
-	n     int
-}
-
-func (s *frameStream) Read(p []byte) (int, error) {
-	if s.n == 0 {
-		return 0, io.EOF
-	}
-	s.n--
-	return copy(p, s.chunk), nil
-}
-
 // sinkDev is a TUN that counts the packets written to it; reading it says
 // the pump is running (its handler set), then waits until it is closed.
 type sinkDev struct {
@@ -204,7 +191,7 @@ func BenchmarkPumpReceive(b *testing.B) {
 		chunk = ppp.AppendFrame(chunk, ppp.ProtoIPv4, pkt, ppp.TxOptions{ACFC: true, PFC: true})
 	}
 	chunks := (b.N + perChunk - 1) / perChunk
-	stream := &frameStream{chunk: chunk, n: chunks}
+	stream := &fakeDev{pkt: chunk, n: chunks}
 	l := ppp.NewLink(struct {
 		io.Reader
 		io.Writer
