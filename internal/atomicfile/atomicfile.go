@@ -10,6 +10,13 @@ import (
 
 // WriteFile replaces path with data (mode perm), atomically and durably.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return WriteFileOwned(path, data, perm, -1, -1)
+}
+
+// WriteFileOwned is WriteFile with the owner set too (-1 keeps ours): owner
+// and mode are on the temporary file before the rename, so path never has
+// another owner or a wider mode.
+func WriteFileOwned(path string, data []byte, perm os.FileMode, uid, gid int) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -17,6 +24,9 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
+	if err == nil && (uid != -1 || gid != -1) {
+		err = f.Chown(uid, gid)
+	}
 	if err == nil {
 		err = f.Chmod(perm)
 	}

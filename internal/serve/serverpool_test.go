@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -53,12 +54,15 @@ func TestPoolAllocates(t *testing.T) {
 }
 
 // TestRevokeRemovesOnlyItsLines: the laptop's two secrets lines go, the
-// other laptop's and the comments stay byte for byte, with the mode.
+// other laptop's and the comments stay byte for byte, with the mode and
+// (as root) the group.
 func TestRevokeRemovesOnlyItsLines(t *testing.T) {
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "chap-secrets")
 	other := "laptop-b server \"sB\" 10.9.0.3\nserver laptop-b \"sB2\" *\n"
 	os.WriteFile(secrets, []byte("# header\nlaptop-a server \"sA\" 10.9.0.2\n"+other+"server laptop-a \"sA2\" *\n"), 0o640)
+	const gid = 4242 // a group other than ours, which only root can give
+	owned := os.Getuid() == 0 && os.Chown(secrets, 0, gid) == nil
 	peers := filepath.Join(dir, "roamtun-a")
 	os.WriteFile(peers, []byte("notty\n"), 0o600)
 	e := PoolEntry{Fingerprint: "SHA256:a", Key: testKey, User: "no-such-user-rt", ClientName: "laptop-a",
@@ -72,6 +76,8 @@ func TestRevokeRemovesOnlyItsLines(t *testing.T) {
 	}
 	if fi, _ := os.Stat(secrets); fi.Mode().Perm() != 0o640 {
 		t.Errorf("mode %v", fi.Mode())
+	} else if st := fi.Sys().(*syscall.Stat_t); owned && st.Gid != gid {
+		t.Errorf("group %d, want %d", st.Gid, gid)
 	}
 	if _, err := os.Stat(peers); !os.IsNotExist(err) {
 		t.Error("peers file left")

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/roamtun/roamtun/internal/atomicfile"
 )
 
 // Revoke undoes what `server-setup --apply` did for one laptop: its line in
@@ -78,36 +80,7 @@ func removeLines(path string, drop func(line string) bool) error {
 		return err
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	return replaceFile(path, []byte(out.String()), fi.Mode().Perm(), int(st.Uid), int(st.Gid))
-}
-
-// replaceFile writes data to path atomically (temp file, fsync, rename)
-// with the given mode and owner already on the temp file, so that there is
-// no moment with another owner or a wider mode.
-func replaceFile(path string, data []byte, mode os.FileMode, uid, gid int) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	for _, step := range []func() error{
-		func() error { return f.Chown(uid, gid) },
-		func() error { return f.Chmod(mode) },
-		f.Sync,
-	} {
-		if err == nil {
-			err = step()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFileOwned(path, []byte(out.String()), fi.Mode().Perm(), int(st.Uid), int(st.Gid)); err != nil {
 		return fmt.Errorf("rewriting %s: %w", path, err)
 	}
 	return nil
