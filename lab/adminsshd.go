@@ -60,24 +60,8 @@ func (l *Lab) StartAdminSSHD(ns *Namespace, ip string, port int) (*AdminSSHD, er
 		return nil, err
 	}
 	conf := filepath.Join(s.Etc, "ssh", "roamtun-lab-sshd_config")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d
-ListenAddress %s
-HostKey /etc/ssh/ssh_host_ed25519_key
-PidFile none
-PermitRootLogin prohibit-password
-AuthorizedKeysFile .ssh/authorized_keys
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-PrintLastLog no
-LogLevel VERBOSE
-Match User root
-	AuthorizedKeysFile %s
-`, port, ip, adminKeys)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(SSHDConfig(port, ip, "/etc/ssh/ssh_host_ed25519_key", ".ssh/authorized_keys",
+		"PermitRootLogin prohibit-password", "Match User root", "\tAuthorizedKeysFile "+adminKeys)), 0o644); err != nil {
 		return nil, err
 	}
 	logf, err := os.OpenFile(s.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

@@ -211,25 +211,11 @@ func (l *Lab) StartSSHD(ns *Namespace, ip string, port int, forced string) (*SSH
 		return nil, err
 	}
 	conf := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d
-ListenAddress %s
-HostKey %s
-PidFile none
-AuthorizedKeysFile %s
-AllowUsers %s
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-PrintLastLog no
-LogLevel VERBOSE
-# Only keys whose authorized_keys line allows it may open tunnels (ssh -w),
-# for the benchmark's comparison; the forced-command key has "restrict".
-PermitTunnel point-to-point
-`, port, ip, hostKey, ak, l.account)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(SSHDConfig(port, ip, hostKey, ak, "AllowUsers "+l.account,
+		// Only keys whose authorized_keys line allows it may open tunnels
+		// (ssh -w), for the benchmark's comparison; the forced-command key
+		// has "restrict".
+		"PermitTunnel point-to-point")), 0o644); err != nil {
 		return nil, err
 	}
 	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
@@ -339,4 +325,25 @@ func (l *Lab) CafeLink(laptopAddr string) (laptop, cafe *Namespace, err error) {
 		return nil, nil, err
 	}
 	return laptop, cafe, nil
+}
+
+// SSHDConfig is the lab's sshd_config: one port and address, one host key,
+// keys only (no passwords, no PAM), no DNS lookups, a verbose log; extra
+// lines follow (AllowUsers, PermitRootLogin, Match blocks last).
+func SSHDConfig(port int, listen, hostKey, authorizedKeys string, extra ...string) string {
+	return fmt.Sprintf(`Port %d
+ListenAddress %s
+HostKey %s
+PidFile none
+AuthorizedKeysFile %s
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+LogLevel VERBOSE
+`, port, listen, hostKey, authorizedKeys) + strings.Join(append(extra, ""), "\n")
 }

@@ -169,23 +169,8 @@ func (l *Lab) StartWifiSSHD(g *WifiGuest, port int, forced string) (*WifiSSHD, e
 		return nil, err
 	}
 	conf := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`Port %d
-ListenAddress %s
-HostKey %s
-PidFile none
-AuthorizedKeysFile %s
-AllowUsers root
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-PrintLastLog no
-LogLevel VERBOSE
-`, port, WifiServerIP, g.GuestPath(hostKey), g.GuestPath(ak))), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(SSHDConfig(port, WifiServerIP, g.GuestPath(hostKey), g.GuestPath(ak),
+		"AllowUsers root", "PermitRootLogin prohibit-password")), 0o644); err != nil {
 		return nil, err
 	}
 	if _, err := g.Run(20*time.Second, fmt.Sprintf(`set -e

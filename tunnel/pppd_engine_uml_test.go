@@ -292,21 +292,8 @@ func startStockPPPDServer(t *testing.T, l *lab.Lab, ns *lab.Namespace, pppdOpts,
 		"ip-up-script /bin/true ip-down-script /bin/true " + pppdOpts
 	writeFile(t, dir, "authorized_keys", fmt.Sprintf("restrict,command=%q %s\n", pppd, pub), 0o644)
 	g := srv.GuestPath
-	writeFile(t, dir, "sshd_config", fmt.Sprintf(`Port 22
-ListenAddress %s
-HostKey %s
-PidFile none
-AuthorizedKeysFile %s
-AllowUsers root
-PermitRootLogin forced-commands-only
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-PrintLastLog no
-`, stockServerIP, g(hostKey), g(filepath.Join(dir, "authorized_keys"))), 0o644)
+	writeFile(t, dir, "sshd_config", lab.SSHDConfig(22, stockServerIP, g(hostKey), g(filepath.Join(dir, "authorized_keys")),
+		"AllowUsers root", "PermitRootLogin forced-commands-only"), 0o644)
 	secrets := writeFile(t, dir, "server-chap-secrets", goodSecrets, 0o600)
 	// root's shell /bin/sh (bash's rc files would run for every ssh
 	// command), the server's chap-secrets, then sshd.

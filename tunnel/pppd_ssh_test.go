@@ -39,21 +39,8 @@ func TestConnectOverSSHToStockPPPD(t *testing.T) {
 	pppd := "/usr/sbin/pppd notty require-chap name server remotename client ms-dns 10.9.0.53 10.9.0.1:10.9.0.2 " +
 		"local nolock noipv6 lcp-echo-interval 1 lcp-echo-failure 3 debug logfd 2 ip-up-script /bin/true ip-down-script /bin/true"
 	writeFile(t, dir, "authorized_keys", fmt.Sprintf("restrict,command=%q %s\n", pppd, pub), 0o644)
-	writeFile(t, dir, "sshd_config", fmt.Sprintf(`Port 22
-ListenAddress 10.202.0.2
-HostKey %s
-PidFile none
-AuthorizedKeysFile %s/authorized_keys
-AllowUsers root
-PermitRootLogin forced-commands-only
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PrintMotd no
-PrintLastLog no
-`, hostKey, dir), 0o644)
+	writeFile(t, dir, "sshd_config", lab.SSHDConfig(22, "10.202.0.2", hostKey, dir+"/authorized_keys",
+		"AllowUsers root", "PermitRootLogin forced-commands-only"), 0o644)
 	// The guest: network on vec0, root's shell /bin/sh (the host's root has
 	// bash, whose rc files would run for every ssh command), its own
 	// chap-secrets, then sshd.
