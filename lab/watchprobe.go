@@ -83,12 +83,16 @@ func ParseProbe(out string) []ProbeLine {
 
 // BuildWatchProbe builds the watch probe into dir (statically: it runs in
 // guests) and returns its path.
-func BuildWatchProbe(dir string) (string, error) {
-	bin := filepath.Join(dir, "watchprobe")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/roamtun/roamtun/lab/watchprobe")
+func BuildWatchProbe(dir string) (string, error) { return buildStatic(dir, "watchprobe") }
+
+// buildStatic builds the lab's command lab/<name> into dir/<name> without
+// cgo, so that it runs in guests, and returns its path.
+func buildStatic(dir, name string) (string, error) {
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/roamtun/roamtun/lab/"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build watchprobe: %v\n%s", err, out)
+		return "", fmt.Errorf("go build %s: %v\n%s", name, err, out)
 	}
 	return bin, nil
 }

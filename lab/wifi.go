@@ -469,6 +469,13 @@ func (ap *AccessPoint) hostapdConf() string {
 // StartAPs gives each access point the next free radio, moves it into its
 // namespace, starts hostapd there and waits until every one beacons.
 func (g *WifiGuest) StartAPs(aps ...*AccessPoint) error {
+	return g.startAPs("", "", aps)
+}
+
+// startAPs is StartAPs with every radio in namespace ns (which exists), or
+// when ns is "" each in a namespace of its own, ap-<name>; if bridge is set,
+// hostapd adds its interface to that bridge.
+func (g *WifiGuest) startAPs(ns, bridge string, aps []*AccessPoint) error {
 	g.apMu.Lock()
 	defer g.apMu.Unlock()
 	var ready []string
@@ -490,14 +497,21 @@ func (g *WifiGuest) StartAPs(aps ...*AccessPoint) error {
 		ap.Radio = g.nextRadio
 		g.nextRadio++
 		ap.Frequency = 2407 + 5*ap.Channel
+		conf := ap.hostapdConf()
+		if bridge != "" {
+			conf += "bridge=" + bridge + "\n"
+		}
+		apNS, create := ns, ""
+		if ns == "" {
+			apNS = "ap-" + ap.Name
+			create = fmt.Sprintf("ip netns add %[1]s\nip netns exec %[1]s ip link set lo up\n", apNS)
+		}
 		out, err := g.Run(30*time.Second, fmt.Sprintf(`set -e
 printf %%s %[4]s | base64 -d > /run/hostapd-%[1]s.conf
 cat /sys/class/net/wlan%[2]d/address
-ip netns add %[3]s
-iw phy phy%[2]d set netns name %[3]s
-ip netns exec %[3]s ip link set lo up
+%[5]siw phy phy%[2]d set netns name %[3]s
 ip netns exec %[3]s hostapd -t /run/hostapd-%[1]s.conf > /run/hostapd-%[1]s.log 2>&1 &
-`, ap.Name, ap.Radio, "ap-"+ap.Name, base64.StdEncoding.EncodeToString([]byte(ap.hostapdConf()))))
+`, ap.Name, ap.Radio, apNS, base64.StdEncoding.EncodeToString([]byte(conf)), create))
 		if err != nil {
 			return fmt.Errorf("starting access point %s: %w", ap.Name, err)
 		}
@@ -506,8 +520,8 @@ ip netns exec %[3]s hostapd -t /run/hostapd-%[1]s.conf > /run/hostapd-%[1]s.log 
 			return fmt.Errorf("access point %s: MAC of wlan%d: %q", ap.Name, ap.Radio, out)
 		}
 		ready = append(ready, fmt.Sprintf(
-			"ip netns exec ap-%[1]s hostapd_cli -p /run/hostapd-%[1]s -i wlan%[2]d status | grep -qx state=ENABLED || { echo %[1]s; exit 1; }",
-			ap.Name, ap.Radio))
+			"ip netns exec %[3]s hostapd_cli -p /run/hostapd-%[1]s -i wlan%[2]d status | grep -qx state=ENABLED || { echo %[1]s; exit 1; }",
+			ap.Name, ap.Radio, apNS))
 	}
 	if out, err := g.Poll(30*time.Second, 100*time.Millisecond, strings.Join(ready, "\n")); err != nil {
 		name := strings.TrimSpace(out)

@@ -1,10 +1,8 @@
 package lab
 
 import (
-	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -69,7 +67,7 @@ ip netns exec %[3]s dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interfa
 	if _, err := g.Run(30*time.Second, b.String()); err != nil {
 		return nil, fmt.Errorf("wifi LAN %s: %w", name, err)
 	}
-	if err := g.startAPsIn(lan.NS, "br0", aps); err != nil {
+	if err := g.startAPs(lan.NS, "br0", aps); err != nil {
 		return nil, err
 	}
 	if _, err := g.Poll(20*time.Second, 100*time.Millisecond, "grep -q 'DHCP, IP range' /run/dnsmasq-"+lan.NS+".log"); err != nil {
@@ -77,56 +75,6 @@ ip netns exec %[3]s dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interfa
 		return nil, fmt.Errorf("wifi LAN %s: dnsmasq: %w\n%s", name, err, log)
 	}
 	return lan, nil
-}
-
-// startAPsIn is StartAPs with every radio in namespace ns (which exists)
-// and, if bridge is set, hostapd adding it to that bridge.
-func (g *WifiGuest) startAPsIn(ns, bridge string, aps []*AccessPoint) error {
-	g.apMu.Lock()
-	defer g.apMu.Unlock()
-	var ready []string
-	for _, ap := range aps {
-		switch ap.Security {
-		case WifiOpen, WifiWPA2, WifiWPA3:
-		default:
-			return fmt.Errorf("access point %s: security %q", ap.Name, ap.Security)
-		}
-		if ap.Channel < 1 || ap.Channel > 11 || len(ap.SSID) < 1 || len(ap.SSID) > 32 {
-			return fmt.Errorf("access point %s: channel %d, SSID of %d bytes", ap.Name, ap.Channel, len(ap.SSID))
-		}
-		if g.nextRadio >= g.Radios {
-			return fmt.Errorf("access point %s: all %d radios in use", ap.Name, g.Radios)
-		}
-		ap.Radio = g.nextRadio
-		g.nextRadio++
-		ap.Frequency = 2407 + 5*ap.Channel
-		conf := ap.hostapdConf()
-		if bridge != "" {
-			conf += "bridge=" + bridge + "\n"
-		}
-		out, err := g.Run(30*time.Second, fmt.Sprintf(`set -e
-printf %%s %[4]s | base64 -d > /run/hostapd-%[1]s.conf
-cat /sys/class/net/wlan%[2]d/address
-iw phy phy%[2]d set netns name %[3]s
-ip netns exec %[3]s hostapd -t /run/hostapd-%[1]s.conf > /run/hostapd-%[1]s.log 2>&1 &
-`, ap.Name, ap.Radio, ns, base64.StdEncoding.EncodeToString([]byte(conf))))
-		if err != nil {
-			return fmt.Errorf("starting access point %s: %w", ap.Name, err)
-		}
-		ap.BSSID = strings.ToLower(strings.TrimSpace(out))
-		if len(ap.BSSID) != 17 {
-			return fmt.Errorf("access point %s: MAC of wlan%d: %q", ap.Name, ap.Radio, out)
-		}
-		ready = append(ready, fmt.Sprintf(
-			"ip netns exec %[3]s hostapd_cli -p /run/hostapd-%[1]s -i wlan%[2]d status | grep -qx state=ENABLED || { echo %[1]s; exit 1; }",
-			ap.Name, ap.Radio, ns))
-	}
-	if out, err := g.Poll(30*time.Second, 100*time.Millisecond, strings.Join(ready, "\n")); err != nil {
-		name := strings.TrimSpace(out)
-		log, _ := g.Run(5*time.Second, "tail -n 30 /run/hostapd-"+name+".log")
-		return fmt.Errorf("access point %s: %w\nhostapd:\n%s", name, err, log)
-	}
-	return nil
 }
 
 // WifiSSHD is OpenSSH's sshd in the guest's server namespace, on
@@ -189,12 +137,4 @@ ip netns exec %s /usr/sbin/sshd -D -e -f %s > %s 2>&1 &`, WifiServerNS, ShellQuo
 
 // BuildWifiHelper builds lab/wifihelper (a DHCP client and a checked TCP
 // stream for Wi-Fi guests, which have neither) into dir, statically.
-func BuildWifiHelper(dir string) (string, error) {
-	bin := filepath.Join(dir, "wifihelper")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/roamtun/roamtun/lab/wifihelper")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build wifihelper: %v\n%s", err, out)
-	}
-	return bin, nil
-}
+func BuildWifiHelper(dir string) (string, error) { return buildStatic(dir, "wifihelper") }
