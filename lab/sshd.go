@@ -194,22 +194,11 @@ func (l *Lab) StartSSHD(ns *Namespace, ip string, port int, forced string) (*SSH
 	s := &SSHServer{Addr: net.JoinHostPort(ip, strconv.Itoa(port)), User: l.account,
 		ClientKey: filepath.Join(dir, "id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"),
 		Log: filepath.Join(dir, "sshd.log")}
-	hostKey := filepath.Join(dir, "host_ed25519")
-	var err error
-	if s.HostKeyPub, err = Keygen(hostKey, "roamtun-lab-host"); err != nil {
-		return nil, err
-	}
-	pub, err := Keygen(s.ClientKey, "roamtun-lab")
+	hostKey, hostPub, ak, err := sshdKeys(dir, "roamtun-lab", forced, ip, port)
 	if err != nil {
 		return nil, err
 	}
-	ak := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(ak, []byte(fmt.Sprintf("restrict,command=%q %s\n", forced, pub)), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(s.KnownHosts, []byte(fmt.Sprintf("[%s]:%d %s\n", ip, port, s.HostKeyPub)), 0o644); err != nil {
-		return nil, err
-	}
+	s.HostKeyPub = hostPub
 	conf := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(conf, []byte(SSHDConfig(port, ip, hostKey, ak, "AllowUsers "+l.account,
 		// Only keys whose authorized_keys line allows it may open tunnels
@@ -346,4 +335,27 @@ PrintMotd no
 PrintLastLog no
 LogLevel VERBOSE
 `, port, listen, hostKey, authorizedKeys) + strings.Join(append(extra, ""), "\n")
+}
+
+// sshdKeys makes, in dir, a host key (host_ed25519) and a client key
+// (id_ed25519) named after name, authorizes the client key for forced only
+// (authorized_keys) and pins the host key at ip:port (known_hosts). It
+// returns the host key's path, its public half and authorized_keys' path.
+func sshdKeys(dir, name, forced, ip string, port int) (hostKey, hostPub, ak string, err error) {
+	hostKey, ak = filepath.Join(dir, "host_ed25519"), filepath.Join(dir, "authorized_keys")
+	if hostPub, err = Keygen(hostKey, name+"-host"); err != nil {
+		return "", "", "", err
+	}
+	pub, err := Keygen(filepath.Join(dir, "id_ed25519"), name)
+	if err != nil {
+		return "", "", "", err
+	}
+	if err := os.WriteFile(ak, []byte(fmt.Sprintf("restrict,command=%q %s\n", forced, pub)), 0o644); err != nil {
+		return "", "", "", err
+	}
+	known := fmt.Sprintf("[%s]:%d %s\n", ip, port, hostPub)
+	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(known), 0o644); err != nil {
+		return "", "", "", err
+	}
+	return hostKey, hostPub, ak, nil
 }

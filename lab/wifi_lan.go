@@ -100,20 +100,8 @@ func (l *Lab) StartWifiSSHD(g *WifiGuest, port int, forced string) (*WifiSSHD, e
 	}
 	s := &WifiSSHD{Port: port, ClientKey: filepath.Join(dir, "id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"),
 		Log: "/run/wifi-sshd.log"}
-	hostKey := filepath.Join(dir, "host_ed25519")
-	hostPub, err := Keygen(hostKey, "roamtun-wifi-host")
+	hostKey, _, ak, err := sshdKeys(dir, "roamtun-wifi", forced, WifiServerIP, port)
 	if err != nil {
-		return nil, err
-	}
-	pub, err := Keygen(s.ClientKey, "roamtun-wifi")
-	if err != nil {
-		return nil, err
-	}
-	ak := filepath.Join(dir, "authorized_keys")
-	if err := os.WriteFile(ak, []byte(fmt.Sprintf("restrict,command=%q %s\n", forced, pub)), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(s.KnownHosts, []byte(fmt.Sprintf("[%s]:%d %s\n", WifiServerIP, port, hostPub)), 0o644); err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "sshd_config")
