@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -211,11 +210,9 @@ func TestDaemonRealWifi(t *testing.T) {
 	}
 	l := lab.NewT(t)
 	t0 := time.Now()
-	host := filepath.Join(l.Dir(), "roamtun")
-	build := exec.Command("go", "build", "-o", host, "github.com/roamtun/roamtun/cmd/roamtun")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	host, err := lab.BuildStatic(l.Dir(), "github.com/roamtun/roamtun/cmd/roamtun")
+	if err != nil {
+		t.Fatal(err)
 	}
 	helper, err := lab.BuildWifiHelper(l.Dir())
 	if err != nil {

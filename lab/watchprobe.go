@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -83,16 +84,18 @@ func ParseProbe(out string) []ProbeLine {
 
 // BuildWatchProbe builds the watch probe into dir (statically: it runs in
 // guests) and returns its path.
-func BuildWatchProbe(dir string) (string, error) { return buildStatic(dir, "watchprobe") }
+func BuildWatchProbe(dir string) (string, error) {
+	return BuildStatic(dir, "github.com/roamtun/roamtun/lab/watchprobe")
+}
 
-// buildStatic builds the lab's command lab/<name> into dir/<name> without
-// cgo, so that it runs in guests, and returns its path.
-func buildStatic(dir, name string) (string, error) {
-	bin := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/roamtun/roamtun/lab/"+name)
+// BuildStatic builds the command pkg into dir (named as pkg's last element)
+// without cgo, so that it runs in guests, and returns its path.
+func BuildStatic(dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, path.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %v\n%s", name, err, out)
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin, nil
 }

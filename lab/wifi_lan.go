@@ -125,4 +125,6 @@ ip netns exec %s /usr/sbin/sshd -D -e -f %s > %s 2>&1 &`, WifiServerNS, ShellQuo
 
 // BuildWifiHelper builds lab/wifihelper (a DHCP client and a checked TCP
 // stream for Wi-Fi guests, which have neither) into dir, statically.
-func BuildWifiHelper(dir string) (string, error) { return buildStatic(dir, "wifihelper") }
+func BuildWifiHelper(dir string) (string, error) {
+	return BuildStatic(dir, "github.com/roamtun/roamtun/lab/wifihelper")
+}
